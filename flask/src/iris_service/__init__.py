@@ -1,0 +1,61 @@
+"""Iris prediction service: a Flask API that queues jobs for Celery workers.
+
+``create_app()`` is the gunicorn entry point (``'iris_service:create_app()'``);
+``iris_service.worker`` is the Celery worker's.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .celery_app import celery_config, celery_init_app
+from .config import Settings, load_settings
+from .errors import register_error_handlers
+from .store import StatusStore, init_schema
+
+
+def _configure_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        # One line per event on stdout: what containers and log files want.
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def create_app(
+    test_config: Mapping[str, Any] | None = None, settings: Settings | None = None
+) -> Flask:
+    settings = settings or load_settings()
+    _configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config.from_mapping(
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        CELERY=celery_config(settings),
+    )
+    if test_config is not None:
+        app.config.update(test_config)
+
+    store = StatusStore(settings.database_url, settings.sqlite_busy_timeout_ms)
+    init_schema(store.engine)
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    app.extensions["iris_settings"] = settings
+    app.extensions["iris_store"] = store
+    celery_init_app(app)
+
+    from . import views
+
+    app.register_blueprint(views.bp)
+    register_error_handlers(app)
+    # nginx sets exactly one hop of X-Forwarded-For/-Proto/-Host/-Port.
+    app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+        app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1
+    )
+    return app

@@ -1,0 +1,19 @@
+"""gunicorn settings, read from the environment (``gunicorn -c python:iris_service.gunicorn_conf``)."""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8001").split(",")
+workers = int(os.environ.get("WEB_CONCURRENCY", str(multiprocessing.cpu_count() * 2)))
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+worker_class = "gthread" if threads > 1 else "sync"
+# Requests never wait on tasks; anything slower than this is a bug to surface.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 20
+keepalive = 5
+# A unix socket is reached by nginx's workers, which may run as another user.
+umask = 0o007 if os.environ.get("GUNICORN_SOCKET_PRIVATE") else 0
+accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG") else None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+proc_name = "iris-web"

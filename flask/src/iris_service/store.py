@@ -1,0 +1,234 @@
+"""The status store: the SQLite result backend as the web app and the task see it.
+
+Celery's database backend owns ``celery_taskmeta`` (state, JSON result, finish
+time). Next to it ``iris_jobs`` records what Celery does not: when a job was
+submitted, its inputs, and how many times a worker has started it (the bound on
+redelivery of a job that kills its worker). The web app writes both rows in one
+transaction *before* publishing, so a queued job is visible and an unknown id
+is a 404.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from celery.backends.database.models import Task as CeleryTaskMeta
+from celery.backends.database.session import ResultModelBase
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import OperationalError
+
+TASKMETA: Table = CeleryTaskMeta.__table__
+metadata = MetaData()
+JOBS = Table(
+    "iris_jobs",
+    metadata,
+    # The integer id orders jobs newest first and is the pagination cursor.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(36), unique=True, nullable=False),
+    Column("submitted_at", DateTime, nullable=False, index=True),
+    Column("inputs", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    sqlite_autoincrement=True,
+)
+
+FINISHED_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the form SQLite DateTime columns store and return."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def configure_sqlite(engine: Engine, *, immediate: bool, busy_timeout_ms: int = 10_000) -> None:
+    """WAL, a busy timeout, and (for writers) transactions that take the write lock up front.
+
+    A deferred SQLite transaction that reads and then writes fails at once with
+    "database is locked" when another writer got in between, whatever the busy
+    timeout; ``BEGIN IMMEDIATE`` waits for the lock instead. Readers keep
+    deferred transactions so that status reads never queue behind writers.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Own the transaction boundaries instead of the sqlite3 module.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # Durable at every checkpoint, and safe against corruption in WAL mode.
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def configure_backend_engine(engine: Engine) -> None:
+    """Celery's ``database_engine_callback``: the worker's result-backend engine writes."""
+    configure_sqlite(
+        engine,
+        immediate=True,
+        busy_timeout_ms=int(os.environ.get("SQLITE_BUSY_TIMEOUT_MS", "10000")),
+    )
+
+
+def make_engine(url: str, *, immediate: bool, busy_timeout_ms: int) -> Engine:
+    engine = create_engine(url, pool_pre_ping=False)
+    configure_sqlite(engine, immediate=immediate, busy_timeout_ms=busy_timeout_ms)
+    # A pooled connection must never be shared by a forked child (gunicorn,
+    # Celery prefork): the child starts with an empty pool of its own.
+    os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+    return engine
+
+
+def init_schema(engine: Engine) -> None:
+    """Create Celery's tables and ours; safe when several processes race to do it."""
+    for attempt in range(5):
+        try:
+            ResultModelBase.metadata.create_all(engine)
+            metadata.create_all(engine)
+            return
+        except OperationalError as exc:
+            if "already exists" not in str(exc) and "locked" not in str(exc):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    ResultModelBase.metadata.create_all(engine)
+    metadata.create_all(engine)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    task_id: str
+    state: str
+    submitted_at: datetime
+    finished_at: datetime | None
+    result: Any
+    attempts: int
+    job_id: int
+
+
+def _decode(raw: bytes | str | None) -> Any:
+    # Celery stores results with the JSON serializer: no unpickling here.
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _status_from_row(row: Any) -> JobStatus:
+    state = row.status or "PENDING"
+    return JobStatus(
+        task_id=row.task_id,
+        state=state,
+        submitted_at=row.submitted_at,
+        finished_at=row.date_done if state in FINISHED_STATES else None,
+        result=_decode(row.result),
+        attempts=row.attempts,
+        job_id=row.id,
+    )
+
+
+class StatusStore:
+    """All reads and writes of job state, through one pooled engine per process."""
+
+    def __init__(self, database_url: str, busy_timeout_ms: int = 10_000) -> None:
+        self.engine = make_engine(database_url, immediate=False, busy_timeout_ms=busy_timeout_ms)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def _base_query(self) -> Any:
+        return select(
+            JOBS.c.id,
+            JOBS.c.task_id,
+            JOBS.c.submitted_at,
+            JOBS.c.attempts,
+            TASKMETA.c.status,
+            TASKMETA.c.result,
+            TASKMETA.c.date_done,
+        ).select_from(JOBS.outerjoin(TASKMETA, TASKMETA.c.task_id == JOBS.c.task_id))
+
+    def create_pending(self, task_id: str, inputs: dict[str, float]) -> datetime:
+        """Record a job as PENDING; must commit before its message is published."""
+        now = utcnow()
+        with self._tx() as conn:
+            conn.execute(
+                insert(JOBS).values(
+                    task_id=task_id, submitted_at=now, inputs=json.dumps(inputs), attempts=0
+                )
+            )
+            conn.execute(
+                insert(TASKMETA).values(task_id=task_id, status="PENDING", date_done=None)
+            )
+        return now
+
+    def discard(self, task_id: str) -> None:
+        """Forget a job whose message could not be published (the client got a 503)."""
+        with self._tx() as conn:
+            conn.execute(delete(TASKMETA).where(TASKMETA.c.task_id == task_id))
+            conn.execute(delete(JOBS).where(JOBS.c.task_id == task_id))
+
+    def get(self, task_id: str) -> JobStatus | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._base_query().where(JOBS.c.task_id == task_id)).first()
+        return None if row is None else _status_from_row(row)
+
+    def list(
+        self, *, limit: int, before: int | None = None, state: str | None = None
+    ) -> tuple[list[JobStatus], int | None]:
+        """Newest first; returns the page and the cursor for the next one (or None)."""
+        query = self._base_query().order_by(JOBS.c.id.desc()).limit(limit + 1)
+        if before is not None:
+            query = query.where(JOBS.c.id < before)
+        if state is not None:
+            query = query.where(TASKMETA.c.status == state)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        page = [_status_from_row(r) for r in rows[:limit]]
+        cursor = page[-1].job_id if len(rows) > limit else None
+        return page, cursor
+
+    def begin_attempt(self, task_id: str) -> int | None:
+        """Count one more start of a job; None when the job is unknown."""
+        with self._tx() as conn:
+            row = conn.execute(
+                update(JOBS)
+                .where(JOBS.c.task_id == task_id)
+                .values(attempts=JOBS.c.attempts + 1)
+                .returning(JOBS.c.attempts)
+            ).first()
+        return None if row is None else int(row[0])
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(select(1))

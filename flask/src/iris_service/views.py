@@ -1,0 +1,266 @@
+"""The HTTP API under /flask, exactly as the table in DESIGN.md describes it.
+
+No view ever waits on a task: submits publish and return 202, every other
+route reads the status store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from amqp.exceptions import MessageNacked
+from celery import Celery
+from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import SQLAlchemyError
+
+from .celery_app import PREDICT_TASK
+from .config import Settings
+from .errors import ApiError
+from .store import JobStatus, StatusStore
+from .tasks import get_model
+from .validation import InvalidInputError, Measurements, is_task_id, validate_form, validate_json
+
+log = logging.getLogger(__name__)
+bp = Blueprint("api", __name__, url_prefix="/flask")
+
+RETRY_AFTER_SECONDS = 5
+TASK_STATES = ("PENDING", "STARTED", "PROGRESS", "SUCCESS", "FAILURE")
+_STAGES = {"PENDING": "queued", "STARTED": "started", "SUCCESS": "done", "FAILURE": "failed"}
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["iris_settings"]
+    return settings
+
+
+def _store() -> StatusStore:
+    store: StatusStore = current_app.extensions["iris_store"]
+    return store
+
+
+def _celery() -> Celery:
+    celery_app: Celery = current_app.extensions["celery"]
+    return celery_app
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="milliseconds") + "Z"
+
+
+def _parse_body() -> Measurements:
+    mimetype = request.mimetype
+    if mimetype == "application/json" or mimetype.endswith("+json"):
+        raw = request.get_data(cache=False)
+        try:
+            payload = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "the body is not valid JSON") from None
+        return validate_json(payload)
+    if mimetype in _FORM_TYPES:
+        return validate_form(request.form)
+    raise ApiError(
+        415,
+        "send application/json or a form (application/x-www-form-urlencoded)",
+        content_type=request.content_type or None,
+    )
+
+
+def _report_url(task_id: str) -> str:
+    return url_for("api.result", filename=f"{task_id}.pdf")
+
+
+def _unavailable(message: str) -> Response:
+    response = jsonify(error=message, retry_after=RETRY_AFTER_SECONDS)
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+@bp.post("/predict")
+def predict() -> Response:
+    try:
+        measurements = _parse_body()
+    except InvalidInputError as exc:
+        raise ApiError(400, "invalid input", fields=exc.fields) from None
+    values = measurements.model_dump()
+    task_id = str(uuid.uuid4())
+    store = _store()
+    try:
+        store.create_pending(task_id, values)
+    except SQLAlchemyError:
+        log.exception("could not record job %s", task_id)
+        return _unavailable("the result backend is unavailable; try again later")
+    try:
+        _celery().send_task(PREDICT_TASK, args=[values], task_id=task_id)
+    except (BrokerError, MessageNacked, OSError) as exc:
+        store.discard(task_id)
+        nacked = isinstance(exc, MessageNacked) or isinstance(exc.__cause__, MessageNacked)
+        log.warning("publish of %s refused: %r", task_id, exc)
+        if nacked:
+            return _unavailable("the queue is full; try again later")
+        return _unavailable("the message broker is unreachable; try again later")
+
+    status_url = url_for("api.status", task_id=task_id)
+    response = jsonify(
+        task_id=task_id, state="PENDING", status_url=status_url, report_url=_report_url(task_id)
+    )
+    response.status_code = 202
+    response.headers["Location"] = status_url
+    return response
+
+
+def _lookup(task_id: str) -> JobStatus:
+    if not is_task_id(task_id):
+        raise ApiError(400, "task_id must be a UUID", task_id=task_id[:64])
+    job = _store().get(task_id)
+    if job is None:
+        raise ApiError(404, "no task with this id", task_id=task_id)
+    return job
+
+
+def _progress(job: JobStatus) -> tuple[float, str]:
+    meta = job.result if isinstance(job.result, dict) else {}
+    if job.state == "PROGRESS":
+        return float(meta.get("progress", 0.0)), str(meta.get("stage", "working"))
+    if job.state in ("SUCCESS", "FAILURE"):
+        return 1.0, _STAGES[job.state]
+    if job.state == "STARTED":
+        return 0.1, _STAGES["STARTED"]
+    return 0.0, _STAGES.get(job.state, job.state.lower())
+
+
+def _error(job: JobStatus) -> str | None:
+    if job.state != "FAILURE":
+        return None
+    meta = job.result if isinstance(job.result, dict) else {}
+    kind = meta.get("exc_type", "Error")
+    message = meta.get("exc_message", "")
+    if isinstance(message, list | tuple):
+        message = " ".join(str(m) for m in message)
+    return f"{kind}: {message}" if message else str(kind)
+
+
+def _public_result(job: JobStatus) -> dict[str, Any] | None:
+    if job.state != "SUCCESS" or not isinstance(job.result, dict):
+        return None
+    stored = job.result
+    return {
+        "label": stored.get("label"),
+        "probabilities": stored.get("probabilities"),
+        "model_version": stored.get("model_version"),
+        "report_url": _report_url(job.task_id),
+    }
+
+
+@bp.get("/status/<task_id>")
+def status(task_id: str) -> Response:
+    job = _lookup(task_id)
+    progress, stage = _progress(job)
+    return jsonify(
+        task_id=job.task_id,
+        state=job.state,
+        progress=progress,
+        stage=stage,
+        result=_public_result(job),
+        error=_error(job),
+        submitted_at=_iso(job.submitted_at),
+        finished_at=_iso(job.finished_at),
+    )
+
+
+@bp.get("/status")
+def status_query() -> Response:
+    task_id = request.args.get("task_id")
+    if not task_id:
+        raise ApiError(400, "the task_id query parameter is required")
+    return status(task_id)
+
+
+@bp.get("/result/<filename>")
+def result(filename: str) -> Response:
+    task_id, dot, extension = filename.rpartition(".")
+    if not dot or extension != "pdf":
+        raise ApiError(404, "reports are served as /flask/result/<task_id>.pdf")
+    job = _lookup(task_id)
+    if job.state != "SUCCESS":
+        message = "the task failed; it has no report" if job.state == "FAILURE" else (
+            "the report is not ready yet"
+        )
+        raise ApiError(409, message, state=job.state, status_url=url_for("api.status",
+                                                                         task_id=task_id))
+    # The path is built from the validated UUID alone, never from the request.
+    name = f"{task_id}.pdf"
+    path = _settings().reports_dir / name
+    if not path.is_file():
+        raise ApiError(404, "the report has expired or was removed", task_id=task_id)
+    download_name = f"iris-report-{task_id}.pdf"
+    if request.headers.get("X-Sendfile-Type") == "X-Accel-Redirect":
+        # Behind nginx: let nginx send the bytes from its internal location.
+        response = Response(status=200, mimetype="application/pdf")
+        response.headers["X-Accel-Redirect"] = f"/_reports/{name}"
+        response.headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
+        return response
+    return send_file(path, mimetype="application/pdf", as_attachment=True,
+                     download_name=download_name, max_age=0)
+
+
+@bp.get("/tasks")
+def tasks() -> Response:
+    args = request.args
+    try:
+        limit = int(args.get("limit", "20"))
+        before = int(args["before"]) if args.get("before") else None
+    except ValueError:
+        raise ApiError(400, "limit and before must be integers") from None
+    if not 1 <= limit <= 100:
+        raise ApiError(400, "limit must be between 1 and 100", limit=limit)
+    state = args.get("state") or None
+    if state is not None and state not in TASK_STATES:
+        raise ApiError(400, "unknown state", state=state[:32], states=list(TASK_STATES))
+    page, cursor = _store().list(limit=limit, before=before, state=state)
+    items = []
+    for job in page:
+        label = job.result.get("label") if job.state == "SUCCESS" and isinstance(
+            job.result, dict) else None
+        items.append({
+            "task_id": job.task_id,
+            "state": job.state,
+            "submitted_at": _iso(job.submitted_at),
+            "finished_at": _iso(job.finished_at),
+            "label": label,
+        })
+    return jsonify(tasks=items, next=None if cursor is None else str(cursor))
+
+
+@bp.get("/model")
+def model_card() -> Response:
+    return jsonify(get_model(_settings()).public_card())
+
+
+@bp.get("/health")
+def health() -> Response:
+    checks: dict[str, str] = {}
+    try:
+        _store().ping()
+        checks["database"] = "ok"
+    except SQLAlchemyError as exc:
+        checks["database"] = f"down: {type(exc).__name__}"
+    try:
+        with _celery().connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+        checks["broker"] = "ok"
+    except Exception as exc:  # any failure at all means "down", reported below
+        checks["broker"] = f"down: {type(exc).__name__}"
+    down = [name for name, state in checks.items() if state != "ok"]
+    if down:
+        response = jsonify(error=f"unavailable: {', '.join(down)}", **checks)
+        response.status_code = 503
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return jsonify(status="ok", **checks)

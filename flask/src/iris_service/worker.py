@@ -1,0 +1,15 @@
+"""Entry point of the Celery worker: ``celery -A iris_service.worker worker``."""
+
+from celery.signals import worker_process_init
+
+from . import create_app
+from .tasks import get_model
+
+flask_app = create_app()
+celery_app = flask_app.extensions["celery"]
+
+
+@worker_process_init.connect  # type: ignore[untyped-decorator]
+def _load_model(**_: object) -> None:
+    # Load the model in each pool process as it starts, not on its first job.
+    get_model(flask_app.extensions["iris_settings"])

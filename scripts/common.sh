@@ -1,0 +1,132 @@
+# shellcheck shell=bash
+# Shared helpers for build.sh, run_tests.sh and the operating scripts.
+# Sourced, never executed.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VAR_DIR="${VAR_DIR:-$ROOT/var}"
+VENV="${VENV:-$ROOT/.venv}"
+SECRETS_ENV="$VAR_DIR/secrets.env"
+LOCAL_ENV="$VAR_DIR/local.env"
+LOG_DIR="$VAR_DIR/log"
+RUN_DIR="$VAR_DIR/run"
+
+die() { echo "error: $*" >&2; exit 1; }
+info() { echo "==> $*" >&2; }
+
+# Install Debian packages that are missing, or say exactly what to install.
+ensure_debs() {
+  local missing=() cmd pkg
+  while (($#)); do
+    cmd="$1" pkg="$2"; shift 2
+    if ! command -v "$cmd" >/dev/null 2>&1 && [[ ! -x "$cmd" ]]; then
+      missing+=("$pkg")
+    fi
+  done
+  ((${#missing[@]})) || return 0
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    info "installing ${missing[*]} with apt-get"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  else
+    die "missing system packages; install them with: sudo apt-get install ${missing[*]}"
+  fi
+}
+
+# Create the virtual environment and install the pinned requirements once per
+# change of the requirement file (a stamp records what was installed).
+ensure_venv() {
+  local req="$ROOT/flask/${1:-requirements.txt}" stamp sum
+  [[ -x "$VENV/bin/python" ]] || { info "creating $VENV"; python3 -m venv "$VENV"; }
+  sum="$(cat "$ROOT/flask/requirements.txt" "$req" "$ROOT/flask/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+  stamp="$VENV/.installed-$(basename "$req")"
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]]; then
+    info "installing pinned packages from flask/$(basename "$req")"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$req" >&2
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$ROOT/flask" >&2
+    echo "$sum" > "$stamp"
+  fi
+}
+
+# A TCP port nobody listens on, below the ephemeral range so that an outgoing
+# connection cannot take it between now and the server's bind.
+free_port() {
+  python3 - <<'PY'
+import random, socket
+for _ in range(200):
+    port = random.randint(20000, 32000)
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        print(port)
+        break
+PY
+}
+
+# Generated once: the broker credentials every role reads (git-ignored).
+ensure_secrets() {
+  mkdir -p "$VAR_DIR"
+  chmod 755 "$VAR_DIR"
+  [[ -s "$SECRETS_ENV" ]] && return 0
+  (
+    umask 077
+    {
+      echo "RABBITMQ_USER=iris"
+      echo "RABBITMQ_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
+      echo "RABBITMQ_VHOST=iris"
+    } > "$SECRETS_ENV"
+  )
+  info "generated broker credentials in $SECRETS_ENV"
+}
+
+# Local mode's private RabbitMQ node: its own ports and name, chosen once.
+ensure_local_env() {
+  [[ -s "$LOCAL_ENV" ]] && return 0
+  {
+    echo "RABBITMQ_PORT=$(free_port)"
+    echo "RABBITMQ_DIST_PORT=$(free_port)"
+    echo "ERL_EPMD_PORT=$(free_port)"
+    echo "RABBITMQ_NODENAME=iris-$(python3 -c 'import secrets; print(secrets.token_hex(4))')@localhost"
+  } > "$LOCAL_ENV"
+}
+
+# Everything local mode's processes need, exported.
+load_local_env() {
+  set -a
+  # shellcheck source=/dev/null
+  . "$SECRETS_ENV"
+  # shellcheck source=/dev/null
+  . "$LOCAL_ENV"
+  set +a
+  export RABBITMQ_HOST=127.0.0.1
+  export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+  export RABBITMQ_NODE_PORT="$RABBITMQ_PORT"
+  export ERL_EPMD_ADDRESS=127.0.0.1
+  export RABBITMQ_MNESIA_BASE="$VAR_DIR/rabbitmq/data"
+  export RABBITMQ_LOG_BASE="$LOG_DIR/rabbitmq"
+  export RABBITMQ_CONFIG_FILE="$VAR_DIR/rabbitmq/rabbitmq.conf"
+  export RABBITMQ_ENABLED_PLUGINS_FILE="$VAR_DIR/rabbitmq/enabled_plugins"
+  export RABBITMQ_CONF_ENV_FILE="$VAR_DIR/rabbitmq/rabbitmq-env.conf"
+  export RABBITMQ_PID_FILE="$RUN_DIR/rabbitmq.pid"
+  export RABBITMQ_HOME_DIR="$VAR_DIR/rabbitmq/home"
+  # Bypass Debian's wrapper, which would switch to the system rabbitmq user.
+  export RABBITMQ_SERVER_BIN=/usr/lib/rabbitmq/bin/rabbitmq-server
+  export ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"
+  export DATABASE_URL="${DATABASE_URL:-sqlite:///$ROOT/db/results.sqlite}"
+  export REPORTS_DIR="${REPORTS_DIR:-$ROOT/document_root/reports}"
+  export DOCUMENT_ROOT="${DOCUMENT_ROOT:-$ROOT/document_root}"
+  export MODEL_PATH="${MODEL_PATH:-$VAR_DIR/model/iris_model.json}"
+  export GUNICORN_BIND="unix:$RUN_DIR/gunicorn.sock"
+  export FLASK_UPSTREAM="unix:$RUN_DIR/gunicorn.sock"
+  export NGINX_LISTEN="127.0.0.1:${HTTP_PORT:-8000}"
+  export NGINX_RUN_DIR="$RUN_DIR/nginx"
+  export NGINX_ERROR_LOG="$LOG_DIR/nginx-error.log"
+  export NGINX_ACCESS_LOG="$LOG_DIR/nginx-access.log"
+  export PATH="$VENV/bin:$PATH"
+}
+
+# rabbitmqctl against the private node (the cookie lives in its own HOME).
+local_rabbitmqctl() {
+  HOME="$RABBITMQ_HOME_DIR" /usr/lib/rabbitmq/bin/rabbitmqctl "$@"
+}
