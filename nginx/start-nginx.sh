@@ -13,6 +13,7 @@ export NGINX_ACCESS_LOG="${NGINX_ACCESS_LOG:-/dev/stdout}"
 mkdir -p "$NGINX_RUN_DIR"
 conf="$NGINX_RUN_DIR/nginx.conf"
 # Only our variables are substituted; nginx's own $host etc. stay as they are.
+# shellcheck disable=SC2016  # the names are for envsubst, not for the shell
 envsubst '${NGINX_LISTEN} ${FLASK_UPSTREAM} ${DOCUMENT_ROOT} ${REPORTS_DIR} ${NGINX_RUN_DIR} ${NGINX_ERROR_LOG} ${NGINX_ACCESS_LOG}' \
   < "${NGINX_TEMPLATE:-$here/nginx.conf.template}" > "$conf"
 nginx -t -q -c "$conf" -p "$NGINX_RUN_DIR"

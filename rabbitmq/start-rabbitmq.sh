@@ -11,6 +11,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export RABBITMQ_CONFIG_FILE="${RABBITMQ_CONFIG_FILE:-/etc/rabbitmq/rabbitmq.conf}"
 mkdir -p "$(dirname "$RABBITMQ_CONFIG_FILE")"
 umask 077  # the rendered file holds the password
+# shellcheck disable=SC2016  # the names are for envsubst, not for the shell
 envsubst '${RABBITMQ_USER} ${RABBITMQ_PASSWORD} ${RABBITMQ_VHOST}' \
   < "${RABBITMQ_TEMPLATE:-$here/rabbitmq.conf.template}" > "$RABBITMQ_CONFIG_FILE"
 umask 022

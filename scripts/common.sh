@@ -101,7 +101,7 @@ load_local_env() {
   set +a
   export RABBITMQ_HOST=127.0.0.1
   export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
-  export RABBITMQ_NODE_PORT="$RABBITMQ_PORT"
+  export RABBITMQ_NODE_PORT="${RABBITMQ_PORT:?}"
   export ERL_EPMD_ADDRESS=127.0.0.1
   export RABBITMQ_MNESIA_BASE="$VAR_DIR/rabbitmq/data"
   export RABBITMQ_LOG_BASE="$LOG_DIR/rabbitmq"

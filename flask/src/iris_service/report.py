@@ -41,8 +41,13 @@ def render(data: ReportData) -> bytes:
     pdf.cell(0, 12, "Iris species prediction", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 10)
     pdf.cell(0, 6, f"Task {data.task_id}", new_x="LMARGIN", new_y="NEXT")
-    pdf.cell(0, 6, f"Created {data.created_at.isoformat(timespec='seconds')}",
-             new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(
+        0,
+        6,
+        f"Created {data.created_at.isoformat(timespec='seconds')}",
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
     pdf.cell(0, 6, f"Model version {data.model_version}", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(6)
 

@@ -187,9 +187,7 @@ class StatusStore:
                     task_id=task_id, submitted_at=now, inputs=json.dumps(inputs), attempts=0
                 )
             )
-            conn.execute(
-                insert(TASKMETA).values(task_id=task_id, status="PENDING", date_done=None)
-            )
+            conn.execute(insert(TASKMETA).values(task_id=task_id, status="PENDING", date_done=None))
         return now
 
     def discard(self, task_id: str) -> None:

@@ -189,11 +189,14 @@ def result(filename: str) -> Response:
         raise ApiError(404, "reports are served as /flask/result/<task_id>.pdf")
     job = _lookup(task_id)
     if job.state != "SUCCESS":
-        message = "the task failed; it has no report" if job.state == "FAILURE" else (
-            "the report is not ready yet"
+        message = (
+            "the task failed; it has no report"
+            if job.state == "FAILURE"
+            else ("the report is not ready yet")
         )
-        raise ApiError(409, message, state=job.state, status_url=url_for("api.status",
-                                                                         task_id=task_id))
+        raise ApiError(
+            409, message, state=job.state, status_url=url_for("api.status", task_id=task_id)
+        )
     # The path is built from the validated UUID alone, never from the request.
     name = f"{task_id}.pdf"
     path = _settings().reports_dir / name
@@ -206,8 +209,9 @@ def result(filename: str) -> Response:
         response.headers["X-Accel-Redirect"] = f"/_reports/{name}"
         response.headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
         return response
-    return send_file(path, mimetype="application/pdf", as_attachment=True,
-                     download_name=download_name, max_age=0)
+    return send_file(
+        path, mimetype="application/pdf", as_attachment=True, download_name=download_name, max_age=0
+    )
 
 
 @bp.get("/tasks")
@@ -226,15 +230,20 @@ def tasks() -> Response:
     page, cursor = _store().list(limit=limit, before=before, state=state)
     items = []
     for job in page:
-        label = job.result.get("label") if job.state == "SUCCESS" and isinstance(
-            job.result, dict) else None
-        items.append({
-            "task_id": job.task_id,
-            "state": job.state,
-            "submitted_at": _iso(job.submitted_at),
-            "finished_at": _iso(job.finished_at),
-            "label": label,
-        })
+        label = (
+            job.result.get("label")
+            if job.state == "SUCCESS" and isinstance(job.result, dict)
+            else None
+        )
+        items.append(
+            {
+                "task_id": job.task_id,
+                "state": job.state,
+                "submitted_at": _iso(job.submitted_at),
+                "finished_at": _iso(job.finished_at),
+                "label": label,
+            }
+        )
     return jsonify(tasks=items, next=None if cursor is None else str(cursor))
 
 

@@ -1,0 +1,179 @@
+"""Fixtures: an in-process app on a temporary SQLite file, and the real local stack.
+
+The ``stack`` fixture runs ``build.sh --local`` with a private state folder and
+free ports, so the tests exercise the very commands a user runs, and stops it
+at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+
+from iris_service import create_app
+from iris_service.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+VERSICOLOR = {"sepal_length": 6.4, "sepal_width": 3.2, "petal_length": 4.5, "petal_width": 1.5}
+VIRGINICA = {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5}
+
+
+def free_port() -> int:
+    """A port below the ephemeral range that nothing listens on right now."""
+    import random
+
+    for _ in range(500):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def make_settings(
+    tmp: Path, broker_url: str = "amqp://nobody:nothing@127.0.0.1:1/none", **overrides: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "broker_url": broker_url,
+        "database_url": f"sqlite:///{tmp / 'results.sqlite'}",
+        "reports_dir": tmp / "reports",
+        "model_path": tmp / "model" / "iris_model.json",
+        "broker_connect_timeout": 0.5,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Flask:
+    """An app whose broker is a closed port: enough for everything but publishing."""
+    return create_app({"TESTING": True}, settings=make_settings(tmp_path))
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+@dataclass
+class Stack:
+    """A running local stack: private RabbitMQ node, worker, gunicorn, nginx."""
+
+    var_dir: Path
+    env: dict[str, str]
+    base_url: str
+    reports_dir: Path
+    database_url: str
+
+    @property
+    def broker_url(self) -> str:
+        e = {**_read_env(self.var_dir / "secrets.env"), **_read_env(self.var_dir / "local.env")}
+        return (
+            f"amqp://{e['RABBITMQ_USER']}:{e['RABBITMQ_PASSWORD']}"
+            f"@127.0.0.1:{e['RABBITMQ_PORT']}/{e['RABBITMQ_VHOST']}"
+        )
+
+    def settings(self) -> Settings:
+        return Settings(
+            broker_url=self.broker_url,
+            database_url=self.database_url,
+            reports_dir=self.reports_dir,
+            model_path=self.var_dir / "model" / "iris_model.json",
+        )
+
+    def script(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run one of the repository's scripts against this stack."""
+        return subprocess.run(
+            [str(ROOT / args[0]), *args[1:]],
+            env=self.env,
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def submit(self, features: dict[str, float]) -> dict[str, Any]:
+        r = requests.post(f"{self.base_url}/flask/predict", json=features, timeout=10)
+        assert r.status_code == 202, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def wait_done(self, task_id: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            body: dict[str, Any] = requests.get(
+                f"{self.base_url}/flask/status/{task_id}", timeout=10
+            ).json()
+            if body["state"] in ("SUCCESS", "FAILURE"):
+                return body
+            if time.monotonic() > deadline:
+                raise AssertionError(f"task {task_id} still {body['state']} after {timeout}s")
+            time.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    var_dir = Path(tempfile.mkdtemp(prefix="iris-stack-"))
+    # nginx's workers may run as another user: they must reach sockets and reports.
+    var_dir.chmod(0o755)
+    reports = var_dir / "reports"
+    port = free_port()
+    env = {
+        **os.environ,
+        "VAR_DIR": str(var_dir),
+        "HTTP_PORT": str(port),
+        "DATABASE_URL": f"sqlite:///{var_dir / 'results.sqlite'}",
+        "REPORTS_DIR": str(reports),
+    }
+    started = subprocess.run(
+        [str(ROOT / "build.sh"), "--local"],
+        env=env,
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    stack = Stack(var_dir, env, f"http://127.0.0.1:{port}", reports, env["DATABASE_URL"])
+    try:
+        assert started.returncode == 0, f"build.sh failed:\n{started.stdout}\n{started.stderr}"
+        assert started.stdout.strip() == f"http://127.0.0.1:{port}/"
+        yield stack
+    finally:
+        subprocess.run(
+            [str(ROOT / "build.sh"), "--stop"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            timeout=180,
+            check=False,
+        )
+        if os.environ.get("KEEP_STACK_LOGS"):
+            shutil.copytree(
+                var_dir / "log", ROOT / "test-artifacts" / "stack-logs", dirs_exist_ok=True
+            )
+        shutil.rmtree(var_dir, ignore_errors=True)

@@ -1,0 +1,115 @@
+"""End to end through real nginx in front of gunicorn, with the worker and broker behind."""
+
+from __future__ import annotations
+
+import io
+import socket
+import uuid
+
+import pytest
+import requests
+from pypdf import PdfReader
+
+from conftest import SETOSA, VIRGINICA, Stack
+from iris_service.store import StatusStore
+
+pytestmark = pytest.mark.stack
+
+
+def test_health_through_nginx(stack: Stack) -> None:
+    r = requests.get(f"{stack.base_url}/flask/health", timeout=10)
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok", "broker": "ok", "database": "ok"}
+    assert r.headers["Server"] == "nginx"  # no version number
+
+
+def test_submit_poll_download(stack: Stack) -> None:
+    r = requests.post(f"{stack.base_url}/flask/predict", json=VIRGINICA, timeout=10)
+    assert r.status_code == 202
+    body = r.json()
+    assert body["state"] == "PENDING"
+    assert r.headers["Location"] == body["status_url"] == f"/flask/status/{body['task_id']}"
+    done = stack.wait_done(body["task_id"])
+    assert done["state"] == "SUCCESS"
+    assert done["result"]["label"] == "virginica"
+
+    pdf = requests.get(stack.base_url + done["result"]["report_url"], timeout=10)
+    assert pdf.status_code == 200
+    assert pdf.headers["Content-Type"] == "application/pdf"
+    assert pdf.headers["Content-Disposition"].startswith("attachment")
+    text = PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+    assert "virginica" in text and body["task_id"] in text
+
+    listed = requests.get(f"{stack.base_url}/flask/tasks?limit=100", timeout=10).json()["tasks"]
+    assert any(t["task_id"] == body["task_id"] and t["label"] == "virginica" for t in listed)
+
+
+def test_form_submit(stack: Stack) -> None:
+    form = {k: str(v) for k, v in SETOSA.items()}
+    r = requests.post(f"{stack.base_url}/flask/predict", data=form, timeout=10)
+    assert r.status_code == 202
+    assert stack.wait_done(r.json()["task_id"])["result"]["label"] == "setosa"
+
+
+def test_errors_through_nginx(stack: Stack) -> None:
+    unknown = str(uuid.uuid4())
+    assert requests.get(f"{stack.base_url}/flask/status/{unknown}", timeout=10).status_code == 404
+    assert requests.get(f"{stack.base_url}/flask/status/abc", timeout=10).status_code == 400
+    r = requests.post(
+        f"{stack.base_url}/flask/predict",
+        data="x" * 40_000,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert r.status_code == 413
+    assert r.json()["error"]
+
+
+def test_result_before_ready_is_409(stack: Stack) -> None:
+    # A job recorded but never published stays PENDING: a deterministic "not ready".
+    task_id = str(uuid.uuid4())
+    StatusStore(stack.database_url).create_pending(task_id, SETOSA)
+    r = requests.get(f"{stack.base_url}/flask/result/{task_id}.pdf", timeout=10)
+    assert r.status_code == 409
+    assert r.json()["state"] == "PENDING"
+
+
+def raw_get(stack: Stack, path: str) -> tuple[int, bytes]:
+    """Send the path byte for byte, without any client-side normalisation."""
+    host, port = stack.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1]), data
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/flask/result/../../../../etc/passwd",
+        "/flask/result/..%2f..%2f..%2f..%2fetc%2fpasswd.pdf",
+        "/flask/result/%2e%2e/%2e%2e/etc/passwd.pdf",
+        "/flask/result/....//....//etc/passwd.pdf",
+        "/_reports/../../../../etc/passwd",
+        "/reports/../../../../etc/passwd",
+        "/../../../../etc/passwd",
+        "/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/flask/../../../../etc/passwd",
+    ],
+)
+def test_no_traversal(stack: Stack, path: str) -> None:
+    status, data = raw_get(stack, path)
+    assert 400 <= status < 500, (path, status)
+    assert b"root:" not in data
+
+
+def test_reports_only_through_the_app(stack: Stack) -> None:
+    body = stack.submit(SETOSA)
+    stack.wait_done(body["task_id"])
+    name = f"{body['task_id']}.pdf"
+    assert (stack.reports_dir / name).exists()
+    assert raw_get(stack, f"/reports/{name}")[0] == 404
+    assert raw_get(stack, f"/_reports/{name}")[0] == 404
+    assert raw_get(stack, f"/flask/result/{name}")[0] == 200

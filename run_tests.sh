@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need (Debian packages when
+# missing, pinned Python packages in .venv), runs the linters, the type checker,
+# the shell linter and the whole pytest suite. Extra arguments go to pytest.
+set -o errexit -o nounset -o pipefail
+
+# shellcheck source=scripts/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
+
+if [[ "${1:-}" == "--help" ]]; then
+  echo "usage: ./run_tests.sh [pytest arguments]" >&2
+  exit 0
+fi
+
+ensure_debs rabbitmq-server rabbitmq-server nginx nginx-light envsubst gettext-base curl curl \
+  pdftotext poppler-utils shellcheck shellcheck
+ensure_venv requirements-dev.txt
+PATH="$VENV/bin:$PATH"
+
+cd "$ROOT"
+info "shellcheck"
+mapfile -t scripts < <(git ls-files '*.sh')
+shellcheck -x "${scripts[@]}"
+
+cd "$ROOT/flask"
+info "ruff"
+ruff check src tests
+ruff format --check src tests
+info "mypy"
+mypy
+info "pytest"
+exec python -m pytest "$@"
