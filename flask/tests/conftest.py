@@ -116,6 +116,21 @@ class Stack:
             check=False,
         )
 
+    def stop(self) -> None:
+        """Stop every process of this stack and remove its state folder."""
+        subprocess.run(
+            [str(ROOT / "build.sh"), "--stop"],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            timeout=180,
+            check=False,
+        )
+        if os.environ.get("KEEP_STACK_LOGS") and (self.var_dir / "log").exists():
+            target = ROOT / "test-artifacts" / "stack-logs" / self.var_dir.name
+            shutil.copytree(self.var_dir / "log", target, dirs_exist_ok=True)
+        shutil.rmtree(self.var_dir, ignore_errors=True)
+
     def submit(self, features: dict[str, float]) -> dict[str, Any]:
         r = requests.post(f"{self.base_url}/flask/predict", json=features, timeout=10)
         assert r.status_code == 202, r.text
@@ -135,8 +150,12 @@ class Stack:
             time.sleep(0.02)
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
+def start_stack(extra_env: dict[str, str] | None = None) -> Stack:
+    """Start a private local stack with ``build.sh --local`` (own VAR_DIR, free ports).
+
+    Tests that break things (kill workers, stop the broker) start their own with
+    this and call ``stop()``; everything else shares the session's ``stack``.
+    """
     var_dir = Path(tempfile.mkdtemp(prefix="iris-stack-"))
     # nginx's workers may run as another user: they must reach sockets and reports.
     var_dir.chmod(0o755)
@@ -148,7 +167,9 @@ def stack() -> Iterator[Stack]:
         "HTTP_PORT": str(port),
         "DATABASE_URL": f"sqlite:///{var_dir / 'results.sqlite'}",
         "REPORTS_DIR": str(reports),
+        **(extra_env or {}),
     }
+    stack = Stack(var_dir, env, f"http://127.0.0.1:{port}", reports, env["DATABASE_URL"])
     started = subprocess.run(
         [str(ROOT / "build.sh"), "--local"],
         env=env,
@@ -158,22 +179,16 @@ def stack() -> Iterator[Stack]:
         timeout=300,
         check=False,
     )
-    stack = Stack(var_dir, env, f"http://127.0.0.1:{port}", reports, env["DATABASE_URL"])
+    if started.returncode != 0 or started.stdout.strip() != f"{stack.base_url}/":
+        stack.stop()
+        raise RuntimeError(f"build.sh failed:\n{started.stdout}\n{started.stderr}")
+    return stack
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    running = start_stack()
     try:
-        assert started.returncode == 0, f"build.sh failed:\n{started.stdout}\n{started.stderr}"
-        assert started.stdout.strip() == f"http://127.0.0.1:{port}/"
-        yield stack
+        yield running
     finally:
-        subprocess.run(
-            [str(ROOT / "build.sh"), "--stop"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            timeout=180,
-            check=False,
-        )
-        if os.environ.get("KEEP_STACK_LOGS"):
-            shutil.copytree(
-                var_dir / "log", ROOT / "test-artifacts" / "stack-logs", dirs_exist_ok=True
-            )
-        shutil.rmtree(var_dir, ignore_errors=True)
+        running.stop()

@@ -8,8 +8,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from conftest import SETOSA
 from iris_service.store import StatusStore
+
+from conftest import SETOSA
 
 
 def store_of(app: Flask) -> StatusStore:

@@ -10,8 +10,9 @@ import pytest
 import requests
 from pypdf import PdfReader
 
-from conftest import SETOSA, VIRGINICA, Stack
 from iris_service.store import StatusStore
+
+from conftest import SETOSA, VIRGINICA, Stack
 
 pytestmark = pytest.mark.stack
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from conftest import SETOSA, VERSICOLOR, VIRGINICA, Stack
 from iris_service import create_app
+
+from conftest import SETOSA, VERSICOLOR, VIRGINICA, Stack
 
 pytestmark = pytest.mark.stack
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from pypdf import PdfReader
 
-from conftest import SETOSA
 from iris_service import report
+
+from conftest import SETOSA
 
 DATA = report.ReportData(
     task_id="6fa5a799-21e9-49d0-8268-be5827d5315f",

@@ -1,4 +1,4 @@
-"""gunicorn settings, read from the environment (``gunicorn -c python:iris_service.gunicorn_conf``)."""
+"""gunicorn settings from the environment: ``gunicorn -c python:iris_service.gunicorn_conf``."""
 
 import multiprocessing
 import os
