@@ -13,7 +13,7 @@ if [[ "${1:-}" == "--help" ]]; then
 fi
 
 ensure_debs rabbitmq-server rabbitmq-server nginx nginx-light envsubst gettext-base curl curl \
-  pdftotext poppler-utils shellcheck shellcheck
+  pdftotext poppler-utils shellcheck shellcheck chromium chromium
 ensure_venv requirements-dev.txt
 PATH="$VENV/bin:$PATH"
 
