@@ -53,6 +53,10 @@ def create_app(
     from . import views
 
     app.register_blueprint(views.bp)
+    if settings.bench_inline_endpoint:
+        from . import bench_views
+
+        app.register_blueprint(bench_views.bp)
     register_error_handlers(app)
     # nginx sets exactly one hop of X-Forwarded-For/-Proto/-Host/-Port.
     app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

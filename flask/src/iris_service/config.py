@@ -59,6 +59,15 @@ class Settings:
     sqlite_busy_timeout_ms: int = 10_000
     broker_connect_timeout: float = 2.0
     log_level: str = "INFO"
+    # How often each worker deletes results and PDFs older than the retention.
+    cleanup_interval_seconds: int = 3600
+    # When set, GET /flask/tasks requires "Authorization: Bearer <token>".
+    tasks_api_token: str | None = None
+    # Test-only fault injection (tasks.py, testhooks): never set in production.
+    test_hooks: bool = False
+    test_task_delay_seconds: float = 5.0
+    # Benchmark-only inline endpoint (bench_views.py); never on in production.
+    bench_inline_endpoint: bool = False
 
 
 def load_settings() -> Settings:
@@ -79,4 +88,9 @@ def load_settings() -> Settings:
         sqlite_busy_timeout_ms=_env_int("SQLITE_BUSY_TIMEOUT_MS", 10_000),
         broker_connect_timeout=float(_env("BROKER_CONNECT_TIMEOUT", "2.0")),
         log_level=_env("LOG_LEVEL", "INFO").upper(),
+        cleanup_interval_seconds=_env_int("RESULT_CLEANUP_INTERVAL_SECONDS", 3600),
+        tasks_api_token=_env("TASKS_API_TOKEN", "") or None,
+        test_hooks=_env("IRIS_TEST_HOOKS", "0") == "1",
+        test_task_delay_seconds=float(_env("TEST_TASK_DELAY_SECONDS", "5")),
+        bench_inline_endpoint=_env("BENCH_INLINE_ENDPOINT", "0") == "1",
     )

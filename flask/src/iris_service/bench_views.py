@@ -1,0 +1,58 @@
+"""Benchmark-only endpoint: the job's work done inline, in the request, with no queue.
+
+``POST /flask/bench/inline`` validates the same body as ``/flask/predict``, then
+predicts and renders and writes the same PDF the task does, synchronously, and
+answers 200 with the result. The benchmark (``bench/``) measures it through the
+same nginx and gunicorn as the queued path, so the cost of the queue is a ratio
+against this floor. It exists only when ``BENCH_INLINE_ENDPOINT=1`` (off by
+default): it gives up every guarantee of the queue and must not be served.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from . import report
+from .config import Settings
+from .errors import ApiError
+from .tasks import get_model
+from .validation import InvalidInputError, validate_json
+
+bp = Blueprint("bench", __name__, url_prefix="/flask/bench")
+
+
+@bp.post("/inline")
+def inline() -> Response:
+    settings: Settings = current_app.extensions["iris_settings"]
+    try:
+        measurements = validate_json(json.loads(request.get_data(cache=False)))
+    except InvalidInputError as exc:  # a ValueError too: caught first
+        raise ApiError(400, "invalid input", fields=exc.fields) from None
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the body is not valid JSON") from None
+    values = measurements.model_dump()
+    model = get_model(settings)
+    prediction = model.predict(values)
+    task_id = str(uuid.uuid4())
+    pdf = report.render(
+        report.ReportData(
+            task_id=task_id,
+            created_at=datetime.now(UTC),
+            features=values,
+            label=prediction.label,
+            probabilities=prediction.probabilities,
+            model_version=model.version,
+        )
+    )
+    report.write_atomically(pdf, settings.reports_dir / report.report_filename(task_id))
+    return jsonify(
+        task_id=task_id,
+        label=prediction.label,
+        probabilities=prediction.probabilities,
+        model_version=model.version,
+        report_bytes=len(pdf),
+    )
