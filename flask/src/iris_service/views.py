@@ -203,14 +203,21 @@ def result(filename: str) -> Response:
     if not path.is_file():
         raise ApiError(404, "the report has expired or was removed", task_id=task_id)
     download_name = f"iris-report-{task_id}.pdf"
+    # ?inline=1 lets the web UI preview the PDF in a frame; the default stays a download.
+    inline = request.args.get("inline") == "1"
     if request.headers.get("X-Sendfile-Type") == "X-Accel-Redirect":
         # Behind nginx: let nginx send the bytes from its internal location.
         response = Response(status=200, mimetype="application/pdf")
         response.headers["X-Accel-Redirect"] = f"/_reports/{name}"
-        response.headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
+        disposition = "inline" if inline else "attachment"
+        response.headers["Content-Disposition"] = f'{disposition}; filename="{download_name}"'
         return response
     return send_file(
-        path, mimetype="application/pdf", as_attachment=True, download_name=download_name, max_age=0
+        path,
+        mimetype="application/pdf",
+        as_attachment=not inline,
+        download_name=download_name,
+        max_age=0,
     )
 
 
