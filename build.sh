@@ -7,41 +7,49 @@ set -o errexit -o nounset -o pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
 
 HTTP_PORT="${HTTP_PORT:-8000}"
+HTTP_BIND="${HTTP_BIND:-127.0.0.1}"
 ROLES=(nginx web worker rabbitmq)  # stop order; start order is the reverse
 
 usage() {
   cat >&2 <<EOF
-usage: ./build.sh [--local | --docker] [--stop]
+usage: ./build.sh [--local | --docker] [--stop [--purge]] [--dry-run]
   (no option)  start the system: Docker mode if a Docker engine answers, else local mode
   --local      start as local processes (private RabbitMQ node, worker, gunicorn, nginx)
-  --docker     start as Docker containers
-  --stop       stop what this checkout started
-env: HTTP_PORT (default 8000), VAR_DIR (default ./var: logs, pids, credentials)
+  --docker     build the four images, start them as containers on a named bridge network
+  --stop       stop what this checkout started (local processes or containers)
+  --purge      with --stop in Docker mode: also remove the network and the broker's volume
+  --dry-run    Docker mode: print every docker command in order, run none
+env: HTTP_PORT (default 8000), HTTP_BIND (Docker mode's published address, default
+     127.0.0.1), VAR_DIR (default ./var: logs, pids, credentials), DOCKER_PROJECT (default iris)
 EOF
 }
 
-mode="" action="start"
+mode="" action="start" purge=0
 while (($#)); do
   case "$1" in
     --local) mode=local ;;
     --docker) mode=docker ;;
     --stop) action=stop ;;
+    --purge) purge=1 ;;
+    --dry-run) DRY_RUN=1 ;;
     -h|--help) usage; exit 0 ;;
     *) usage; die "unknown option: $1" ;;
   esac
   shift
 done
+# dk (scripts/common.sh) prints the dry-run plan on fd 3: stdout.
+exec 3>&1
 if [[ -z "$mode" ]]; then
   if [[ "$action" == stop && -d "$RUN_DIR" ]] && compgen -G "$RUN_DIR/*.pid" >/dev/null; then
     mode=local
-  elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  elif ((DRY_RUN)) || docker_engine_up; then
     mode=docker
   else
     mode=local
   fi
 fi
-
-pid_alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+[[ "$mode" == docker ]] || ((!DRY_RUN)) || die "--dry-run applies to Docker mode only"
+((!purge)) || [[ "$mode/$action" == docker/stop ]] || die "--purge goes with --stop in Docker mode"
 
 stop_role() {
   local role="$1" pidfile="$RUN_DIR/$1.pid" pid i
@@ -62,9 +70,20 @@ stop_role() {
   info "stopped $role"
 }
 
+# Workers added by launch_celery_worker.sh: pid files worker-<name>.pid.
+stop_extra_workers() {
+  local pidfile
+  for pidfile in "$RUN_DIR"/worker-*.pid; do
+    [[ -e "$pidfile" ]] || continue
+    pidfile="${pidfile##*/}"
+    stop_role "${pidfile%.pid}"
+  done
+}
+
 local_stop() {
   [[ -s "$SECRETS_ENV" && -s "$LOCAL_ENV" ]] || { info "nothing to stop"; return 0; }
   load_local_env
+  stop_extra_workers
   local role
   for role in "${ROLES[@]}"; do stop_role "$role"; done
   # The private epmd started with our node; leave any system one alone.
@@ -102,6 +121,7 @@ local_start() {
   ensure_local_env
   load_local_env
   # Re-running is safe: what an earlier run started is stopped first.
+  stop_extra_workers
   local role
   for role in "${ROLES[@]}"; do stop_role "$role"; done
   mkdir -p "$LOG_DIR/rabbitmq" "$RUN_DIR" "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_HOME_DIR" \
@@ -128,13 +148,148 @@ local_start() {
   echo "$url/"
 }
 
+# ---------------------------------------------------------------------------
+# Docker mode. Every docker command goes through dk, so --dry-run prints the
+# exact plan. The containers run the same start scripts as local mode (each
+# image's CMD/ENTRYPOINT); build.sh only passes the environment and mounts.
+
+docker_wait_healthy() {  # container, timeout seconds
+  local name="$1" limit="$2" state i
+  if ((DRY_RUN)); then echo "# wait until $name is healthy" >&3; return 0; fi
+  for ((i = 0; i < limit; i++)); do
+    state="$(docker inspect --format \
+      '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' \
+      "$name" 2>/dev/null || echo missing)"
+    case "$state" in
+      healthy) info "$name is healthy"; return 0 ;;
+      exited|dead|missing) break ;;
+    esac
+    sleep 1
+  done
+  echo "error: container $name did not become healthy ($state); last lines of 'docker logs $name':" >&2
+  docker logs --tail 25 "$name" >&2 || true
+  exit 1
+}
+
+# Containers of this project, from this run or an earlier one (any role, any
+# number of workers). The dry run shows the case where an earlier run left them.
+docker_project_containers() {
+  if ((DRY_RUN)); then
+    dk ps --all --quiet --filter "label=$DOCKER_PROJECT.role"
+    printf '%s\n' "$C_NGINX" "$C_WEB" "$DOCKER_PROJECT-celery-worker1" "$C_RABBITMQ"
+  else
+    docker ps --all --quiet --filter "label=$DOCKER_PROJECT.role"
+  fi
+}
+
+docker_remove_containers() {
+  local old
+  mapfile -t old < <(docker_project_containers)
+  ((${#old[@]})) || return 0
+  # Graceful first: a worker finishes (or requeues) its job, nginx drains.
+  dk stop --time 30 "${old[@]}" >/dev/null
+  dk rm "${old[@]}" >/dev/null
+}
+
 docker_start() {
-  die "Docker mode is not implemented yet (issue 3); run ./build.sh --local"
+  ((DRY_RUN)) || docker_engine_up \
+    || die "no Docker engine answers (docker info failed); use ./build.sh --local"
+  if ((DRY_RUN)); then
+    info "dry run: printing the docker commands, running none"
+  else
+    ensure_secrets
+  fi
+  # Files the containers write to the bind mounts belong to the invoking user:
+  # the app image's user gets that uid (root on the host: a fixed unprivileged one).
+  local uid gid
+  uid="$(id -u)" gid="$(id -g)"
+  if [[ "$uid" == 0 ]]; then uid=10001 gid=10001; fi
+  if ((!DRY_RUN)); then
+    mkdir -p "$ROOT/db" "$ROOT/document_root/reports"
+    chmod 755 "$ROOT/document_root/reports"  # nginx (uid 101) reads the PDFs
+    if [[ "$(id -u)" == 0 ]]; then
+      chown -R "$uid:$gid" "$ROOT/db" "$ROOT/document_root/reports"
+    fi
+  fi
+
+  info "building the four images"
+  dk build --file "$ROOT/rabbitmq/Dockerfile" --tag "$DOCKER_PROJECT-rabbitmq:$IMAGE_TAG" "$ROOT"
+  dk build --file "$ROOT/flask/Dockerfile" --target web \
+    --build-arg "APP_UID=$uid" --build-arg "APP_GID=$gid" \
+    --tag "$DOCKER_PROJECT-flask:$IMAGE_TAG" "$ROOT"
+  dk build --file "$ROOT/flask/Dockerfile" --target celery \
+    --build-arg "APP_UID=$uid" --build-arg "APP_GID=$gid" \
+    --tag "$DOCKER_PROJECT-celery:$IMAGE_TAG" "$ROOT"
+  dk build --file "$ROOT/nginx/Dockerfile" --tag "$DOCKER_PROJECT-nginx:$IMAGE_TAG" "$ROOT"
+
+  if ((DRY_RUN)) || ! docker network inspect "$DOCKER_NETWORK" >/dev/null 2>&1; then
+    dk network create --driver bridge "$DOCKER_NETWORK" >/dev/null
+  fi
+  docker_remove_containers
+
+  local opts
+  info "starting RabbitMQ ($C_RABBITMQ)"
+  mapfile -t opts < <(docker_common_opts "$C_RABBITMQ" rabbitmq)
+  dk run "${opts[@]}" --hostname rabbitmq --network-alias rabbitmq \
+    --env-file "$SECRETS_ENV" \
+    --volume "$RABBITMQ_VOLUME:/var/lib/rabbitmq" \
+    "$DOCKER_PROJECT-rabbitmq:$IMAGE_TAG" >/dev/null
+  docker_wait_healthy "$C_RABBITMQ" 120
+
+  info "starting the web app ($C_WEB) and a worker"
+  mapfile -t opts < <(docker_common_opts "$C_WEB" web)
+  dk run "${opts[@]}" --hostname flask --network-alias flask \
+    --env-file "$SECRETS_ENV" \
+    --volume "$ROOT/db:/app/db" \
+    --volume "$ROOT/document_root/reports:/app/document_root/reports" \
+    "$DOCKER_PROJECT-flask:$IMAGE_TAG" >/dev/null
+  docker_run_worker worker1 >/dev/null
+  docker_wait_healthy "$C_WEB" 120
+  docker_wait_healthy "$DOCKER_PROJECT-celery-worker1" 120
+
+  # nginx holds no credentials: it gets no env file, only the pages.
+  info "starting nginx ($C_NGINX) on $HTTP_BIND:$HTTP_PORT"
+  mapfile -t opts < <(docker_common_opts "$C_NGINX" nginx)
+  dk run "${opts[@]}" --hostname nginx --network-alias nginx \
+    --publish "$HTTP_BIND:$HTTP_PORT:8080" \
+    --volume "$ROOT/document_root:/srv/document_root:ro" \
+    "$DOCKER_PROJECT-nginx:$IMAGE_TAG" >/dev/null
+  docker_wait_healthy "$C_NGINX" 60
+
+  local host="$HTTP_BIND"
+  [[ "$host" != 0.0.0.0 ]] || host=127.0.0.1
+  local url="http://$host:$HTTP_PORT"
+  if ((DRY_RUN)); then
+    echo "# then wait for GET $url/flask/health to answer 200" >&3
+    return 0
+  fi
+  local i
+  for ((i = 0; i < 60; i++)); do
+    curl -fsS "$url/flask/health" >/dev/null 2>&1 && { echo "$url/"; return 0; }
+    sleep 1
+  done
+  echo "error: $url/flask/health does not answer 200; see 'docker logs $C_NGINX' and 'docker logs $C_WEB'" >&2
+  exit 1
+}
+
+docker_stop() {
+  ((DRY_RUN)) || docker_engine_up || die "no Docker engine answers (docker info failed)"
+  docker_remove_containers
+  info "removed the containers"
+  if ((purge)); then
+    if ((DRY_RUN)) || docker network inspect "$DOCKER_NETWORK" >/dev/null 2>&1; then
+      dk network rm "$DOCKER_NETWORK" >/dev/null
+    fi
+    if ((DRY_RUN)) || docker volume inspect "$RABBITMQ_VOLUME" >/dev/null 2>&1; then
+      dk volume rm "$RABBITMQ_VOLUME" >/dev/null
+    fi
+    info "removed the network $DOCKER_NETWORK and the volume $RABBITMQ_VOLUME"
+  fi
 }
 
 case "$mode/$action" in
   local/start) local_start ;;
   local/stop) local_stop ;;
   docker/start) docker_start ;;
-  docker/stop) docker_start ;;
+  docker/stop) docker_stop ;;
 esac

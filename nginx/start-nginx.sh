@@ -3,18 +3,33 @@
 # run nginx in the foreground. The same script runs in the nginx container.
 set -o errexit -o nounset -o pipefail
 if [[ "${1:-}" == "--help" ]]; then
-  echo "usage: start-nginx.sh   (env: NGINX_LISTEN FLASK_UPSTREAM DOCUMENT_ROOT REPORTS_DIR NGINX_RUN_DIR)" >&2
+  echo "usage: start-nginx.sh [--check]   (env: NGINX_LISTEN FLASK_UPSTREAM DOCUMENT_ROOT REPORTS_DIR NGINX_RUN_DIR SUBMIT_RATE_LIMIT SUBMIT_RATE_BURST)" >&2
   exit 0
 fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 : "${NGINX_LISTEN:?}" "${FLASK_UPSTREAM:?}" "${DOCUMENT_ROOT:?}" "${REPORTS_DIR:?}" "${NGINX_RUN_DIR:?}"
 export NGINX_ERROR_LOG="${NGINX_ERROR_LOG:-/dev/stderr}"
 export NGINX_ACCESS_LOG="${NGINX_ACCESS_LOG:-/dev/stdout}"
+# Submit rate limit per client address (429 beyond it). On by default, as in
+# Docker mode; local mode's build.sh sets it to off. "off" renders an empty key.
+SUBMIT_RATE_LIMIT="${SUBMIT_RATE_LIMIT:-10r/s}"
+if [[ "$SUBMIT_RATE_LIMIT" == off || "$SUBMIT_RATE_LIMIT" == 0 ]]; then
+  export NGINX_SUBMIT_LIMIT_KEY='""' NGINX_SUBMIT_RATE=1r/s
+else
+  [[ "$SUBMIT_RATE_LIMIT" =~ ^[0-9]+r/[sm]$ ]] \
+    || { echo "error: SUBMIT_RATE_LIMIT must look like 10r/s, 600r/m or off" >&2; exit 2; }
+  # shellcheck disable=SC2016  # nginx's variable, written into the config as is
+  export NGINX_SUBMIT_LIMIT_KEY='$binary_remote_addr' NGINX_SUBMIT_RATE="$SUBMIT_RATE_LIMIT"
+fi
+export NGINX_SUBMIT_BURST="${SUBMIT_RATE_BURST:-20}"
+[[ "$NGINX_SUBMIT_BURST" =~ ^[0-9]+$ ]] || { echo "error: SUBMIT_RATE_BURST must be an integer" >&2; exit 2; }
 mkdir -p "$NGINX_RUN_DIR"
 conf="$NGINX_RUN_DIR/nginx.conf"
 # Only our variables are substituted; nginx's own $host etc. stay as they are.
 # shellcheck disable=SC2016  # the names are for envsubst, not for the shell
-envsubst '${NGINX_LISTEN} ${FLASK_UPSTREAM} ${DOCUMENT_ROOT} ${REPORTS_DIR} ${NGINX_RUN_DIR} ${NGINX_ERROR_LOG} ${NGINX_ACCESS_LOG}' \
+envsubst '${NGINX_LISTEN} ${FLASK_UPSTREAM} ${DOCUMENT_ROOT} ${REPORTS_DIR} ${NGINX_RUN_DIR} ${NGINX_ERROR_LOG} ${NGINX_ACCESS_LOG} ${NGINX_SUBMIT_LIMIT_KEY} ${NGINX_SUBMIT_RATE} ${NGINX_SUBMIT_BURST}' \
   < "${NGINX_TEMPLATE:-$here/nginx.conf.template}" > "$conf"
 nginx -t -q -c "$conf" -p "$NGINX_RUN_DIR"
+# --check: render and validate only (the nginx image build runs this).
+[[ "${1:-}" == "--check" ]] && exit 0
 exec nginx -c "$conf" -p "$NGINX_RUN_DIR" -g 'daemon off;'

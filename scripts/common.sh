@@ -123,10 +123,97 @@ load_local_env() {
   export NGINX_RUN_DIR="$RUN_DIR/nginx"
   export NGINX_ERROR_LOG="$LOG_DIR/nginx-error.log"
   export NGINX_ACCESS_LOG="$LOG_DIR/nginx-access.log"
+  # Off in local mode, so a load test from one address measures the service.
+  export SUBMIT_RATE_LIMIT="${SUBMIT_RATE_LIMIT:-off}"
   export PATH="$VENV/bin:$PATH"
 }
 
 # rabbitmqctl against the private node (the cookie lives in its own HOME).
 local_rabbitmqctl() {
   HOME="$RABBITMQ_HOME_DIR" /usr/lib/rabbitmq/bin/rabbitmqctl "$@"
+}
+
+pid_alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# ---------------------------------------------------------------------------
+# Docker mode: names shared by build.sh and the operating scripts.
+DOCKER_PROJECT="${DOCKER_PROJECT:-iris}"
+# shellcheck disable=SC2034  # these are used by the scripts that source this file
+DOCKER_NETWORK="$DOCKER_PROJECT-net"
+# shellcheck disable=SC2034
+RABBITMQ_VOLUME="$DOCKER_PROJECT-rabbitmq-data"
+IMAGE_TAG="${IMAGE_TAG:-latest}"
+# Containers reach each other by these names (container hostname + network alias).
+C_RABBITMQ="$DOCKER_PROJECT-rabbitmq"
+# shellcheck disable=SC2034
+C_WEB="$DOCKER_PROJECT-flask"
+# shellcheck disable=SC2034
+C_NGINX="$DOCKER_PROJECT-nginx"
+DRY_RUN="${DRY_RUN:-0}"
+
+# Run docker, or under --dry-run print the command (shell-quoted, one line, on
+# stdout) and run nothing: a query then answers "nothing there".
+dk() {
+  if ((DRY_RUN)); then
+    local line
+    printf -v line '%q ' docker "$@"
+    echo "${line% }" >&3
+    return 0
+  fi
+  docker "$@"
+}
+
+docker_engine_up() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }
+
+# The options every container gets: the named network, the restart policy, no
+# privilege escalation, a project label (for --stop and --list).
+docker_common_opts() {  # container name, role
+  printf '%s\n' --detach --name "$1" --label "$DOCKER_PROJECT.role=$2" \
+    --network "$DOCKER_NETWORK" --restart unless-stopped \
+    --security-opt no-new-privileges --cap-drop ALL
+}
+
+# One Celery worker container; build.sh starts worker1, launch_celery_worker.sh more.
+docker_run_worker() {  # worker name (worker1, worker2, ...)
+  local name="$1" opts
+  mapfile -t opts < <(docker_common_opts "$DOCKER_PROJECT-celery-$name" worker)
+  dk run "${opts[@]}" --hostname "celery-$name" \
+    --env-file "$SECRETS_ENV" --env "WORKER_NAME=$name" \
+    --volume "$ROOT/db:/app/db" \
+    --volume "$ROOT/document_root/reports:/app/document_root/reports" \
+    "$DOCKER_PROJECT-celery:$IMAGE_TAG"
+}
+
+# Which mode is running for this checkout: "local", "docker" or "" (nothing).
+running_mode() {
+  if [[ -s "$LOCAL_ENV" ]] && pid_alive "$RUN_DIR/rabbitmq.pid"; then
+    echo local
+  elif docker_engine_up \
+    && [[ "$(docker container inspect --format '{{.State.Running}}' "$C_RABBITMQ" 2>/dev/null)" == true ]]; then
+    echo docker
+  fi
+}
+
+# One tab-separated line per queue: name, ready, unacked, consumers. Fails with
+# a message naming the broker when it does not answer.
+queue_stats() {  # mode
+  local vhost
+  vhost="$(sed -n 's/^RABBITMQ_VHOST=//p' "$SECRETS_ENV" 2>/dev/null)"
+  case "$1" in
+    local)
+      load_local_env
+      local_rabbitmqctl -q list_queues -p "${vhost:-iris}" --no-table-headers --timeout 10 \
+        name messages_ready messages_unacknowledged consumers 2>/dev/null \
+        || { echo "error: the broker (local node $RABBITMQ_NODENAME) is not answering" >&2; return 3; }
+      ;;
+    docker)
+      docker exec "$C_RABBITMQ" rabbitmqctl -q list_queues -p "${vhost:-iris}" --no-table-headers \
+        --timeout 10 name messages_ready messages_unacknowledged consumers 2>/dev/null \
+        || { echo "error: the broker (container $C_RABBITMQ) is not answering" >&2; return 3; }
+      ;;
+    *)
+      echo "error: the broker is down: no running system found for this checkout (VAR_DIR=$VAR_DIR); start it with ./build.sh" >&2
+      return 3
+      ;;
+  esac
 }
