@@ -11,7 +11,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .celery_app import celery_config, celery_init_app
@@ -28,6 +28,14 @@ def _configure_logging(level: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(level)
+
+
+def _no_store(response: Response) -> Response:
+    # A job's status changes from one poll to the next: never serve a stale
+    # copy. (Security headers are nginx's: it is the only public entry point.)
+    if response.mimetype == "application/json":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
 
 
 def create_app(
@@ -58,6 +66,10 @@ def create_app(
 
         app.register_blueprint(bench_views.bp)
     register_error_handlers(app)
+    if not app.config.get("TESTING"):
+        # FLASK_DEBUG in the environment must never turn debugging on in service.
+        app.debug = False
+    app.after_request(_no_store)
     # nginx sets exactly one hop of X-Forwarded-For/-Proto/-Host/-Port.
     app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
         app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1

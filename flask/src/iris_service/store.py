@@ -227,6 +227,43 @@ class StatusStore:
             ).first()
         return None if row is None else int(row[0])
 
+    def purge_submitted_before(self, cutoff: datetime, batch: int = 500) -> tuple[str, ...]:
+        """Delete jobs submitted before ``cutoff`` (both tables); return their task ids.
+
+        Each batch starts with a write (``DELETE ... RETURNING``), so the
+        transaction takes SQLite's write lock up front and waits for it under
+        the busy timeout rather than failing on a read-to-write upgrade.
+        """
+        deleted: tuple[str, ...] = ()
+        while True:
+            oldest = (
+                select(JOBS.c.id)
+                .where(JOBS.c.submitted_at < cutoff)
+                .order_by(JOBS.c.id)
+                .limit(batch)
+                .scalar_subquery()
+            )
+            with self._tx() as conn:
+                ids = tuple(
+                    conn.execute(
+                        delete(JOBS).where(JOBS.c.id.in_(oldest)).returning(JOBS.c.task_id)
+                    ).scalars()
+                )
+                if ids:
+                    conn.execute(delete(TASKMETA).where(TASKMETA.c.task_id.in_(ids)))
+            deleted += ids
+            if len(ids) < batch:
+                break
+        # Rows Celery wrote for ids we never recorded (none in normal operation).
+        orphans = select(JOBS.c.task_id)
+        with self._tx() as conn:
+            conn.execute(
+                delete(TASKMETA).where(
+                    TASKMETA.c.date_done < cutoff, TASKMETA.c.task_id.not_in(orphans)
+                )
+            )
+        return deleted
+
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(select(1))

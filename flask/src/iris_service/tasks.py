@@ -7,6 +7,8 @@ after SUCCESS, so a redelivered job cannot leave two reports or two answers.
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +42,25 @@ def get_model(settings: Settings) -> IrisModel:
     return _models[key]
 
 
+# Test-only fault injection, honoured only when IRIS_TEST_HOOKS=1: nothing in
+# build.sh, the images or config defaults sets it, so in production these are
+# ordinary (if odd) measurements. The fault tests need a job that is still
+# running when they kill its process, and one that kills its worker every time.
+SLOW_JOB_SEPAL_LENGTH = 99.25
+POISON_JOB_SEPAL_LENGTH = 99.75
+
+
+def _test_fault(task: Task, settings: Settings, sepal_length: float) -> None:
+    if sepal_length == POISON_JOB_SEPAL_LENGTH:
+        logger.warning("test hook: job %s kills its worker process", task.request.id)
+        os._exit(70)
+    if sepal_length == SLOW_JOB_SEPAL_LENGTH:
+        # The pid lets a test kill exactly the pool process that runs this job.
+        meta = {"stage": "test delay", "progress": 0.5, "pid": os.getpid()}
+        task.update_state(state="PROGRESS", meta=meta)
+        time.sleep(settings.test_task_delay_seconds)
+
+
 def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
     settings: Settings = current_app.extensions["iris_settings"]
     store: StatusStore = current_app.extensions["iris_store"]
@@ -57,6 +78,8 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
 
     # Re-check the world: the message may not come from our web app.
     measurements = Measurements.model_validate(features, strict=True)
+    if settings.test_hooks:
+        _test_fault(task, settings, measurements.sepal_length)
     task.update_state(state="PROGRESS", meta={"stage": "predicting", "progress": 0.3})
     model = get_model(settings)
     values = measurements.model_dump()
@@ -84,6 +107,8 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
 
 
 def register(celery_app: Celery, settings: Settings) -> None:
+    if settings.test_hooks:
+        logger.warning("IRIS_TEST_HOOKS=1: test-only fault injection is on (never in production)")
     celery_app.task(
         name=PREDICT_TASK,
         bind=True,

@@ -6,6 +6,7 @@ route reads the status store.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import uuid
@@ -221,8 +222,22 @@ def result(filename: str) -> Response:
     )
 
 
+def _require_tasks_token() -> None:
+    token = _settings().tasks_api_token
+    if token is None:
+        return
+    given = request.headers.get("Authorization", "")
+    scheme, _, credentials = given.partition(" ")
+    # Constant-time comparison: the answer time must not leak the token.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        credentials.strip().encode(), token.encode()
+    ):
+        raise ApiError(401, "a valid API token is required (Authorization: Bearer <token>)")
+
+
 @bp.get("/tasks")
 def tasks() -> Response:
+    _require_tasks_token()
     args = request.args
     try:
         limit = int(args.get("limit", "20"))
@@ -257,6 +272,13 @@ def tasks() -> Response:
 @bp.get("/model")
 def model_card() -> Response:
     return jsonify(get_model(_settings()).public_card())
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    from .openapi import openapi_document  # imports this module: load it late
+
+    return jsonify(openapi_document())
 
 
 @bp.get("/health")

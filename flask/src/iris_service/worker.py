@@ -3,10 +3,14 @@
 from celery.signals import worker_process_init
 
 from . import create_app
+from .retention import retention_step
 from .tasks import get_model
 
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]
+celery_app.steps["worker"].add(
+    retention_step(flask_app.extensions["iris_settings"], flask_app.extensions["iris_store"])
+)
 
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]

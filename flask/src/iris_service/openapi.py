@@ -1,0 +1,230 @@
+"""The OpenAPI 3.1 description served at ``/flask/openapi.json``.
+
+The request body schema is :class:`~iris_service.validation.Measurements`'s own
+JSON schema, so the document and the validation cannot drift apart; the rest
+mirrors the routes in ``views.py`` (the table in DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .validation import UUID_RE, Measurements
+from .views import TASK_STATES as _STATES
+
+TASK_STATES = list(_STATES)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str, **headers: Any) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    }
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
+_TASK_ID = {
+    "name": "task_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": UUID_RE.pattern},
+}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _schemas() -> dict[str, Any]:
+    measurements = Measurements.model_json_schema()
+    return {
+        "Measurements": measurements,
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "string"}},
+        },
+        "Accepted": {
+            "type": "object",
+            "required": ["task_id", "state", "status_url", "report_url"],
+            "properties": {
+                "task_id": {"type": "string", "format": "uuid"},
+                "state": {"const": "PENDING"},
+                "status_url": {"type": "string"},
+                "report_url": {"type": "string"},
+            },
+        },
+        "Status": {
+            "type": "object",
+            "required": ["task_id", "state", "progress", "stage", "result", "error"],
+            "properties": {
+                "task_id": {"type": "string", "format": "uuid"},
+                "state": {"enum": TASK_STATES},
+                "progress": {"type": "number", "minimum": 0, "maximum": 1},
+                "stage": {"type": "string"},
+                "result": {
+                    "type": ["object", "null"],
+                    "properties": {
+                        "label": {"type": "string"},
+                        "probabilities": {
+                            "type": "object",
+                            "additionalProperties": {"type": "number"},
+                        },
+                        "model_version": {"type": "string"},
+                        "report_url": {"type": "string"},
+                    },
+                },
+                "error": {"type": ["string", "null"]},
+                "submitted_at": _NULLABLE_TIME,
+                "finished_at": _NULLABLE_TIME,
+            },
+        },
+        "TaskList": {
+            "type": "object",
+            "required": ["tasks", "next"],
+            "properties": {
+                "tasks": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "task_id": {"type": "string"},
+                            "state": {"enum": TASK_STATES},
+                            "submitted_at": _NULLABLE_TIME,
+                            "finished_at": _NULLABLE_TIME,
+                            "label": {"type": ["string", "null"]},
+                        },
+                    },
+                },
+                "next": {"type": ["string", "null"]},
+            },
+        },
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    """Build the document; cheap enough to build per request, and never stale."""
+    status_answers = {
+        "200": _json(_ref("Status"), "the job's state"),
+        "400": _error("malformed task id"),
+        "404": _error("no job with this id"),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Iris prediction service",
+            "version": "1.0.0",
+            "description": "Submit four iris measurements; a worker predicts the species "
+            "and writes a PDF report; poll the status URL, then download the PDF.",
+        },
+        "paths": {
+            "/flask/predict": {
+                "post": {
+                    "summary": "Queue a prediction",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": _ref("Measurements")},
+                            "application/x-www-form-urlencoded": {"schema": _ref("Measurements")},
+                        },
+                    },
+                    "responses": {
+                        "202": _json(
+                            _ref("Accepted"),
+                            "queued",
+                            Location={"schema": {"type": "string"}},
+                        ),
+                        "400": _error("invalid input, with one message per field"),
+                        "413": _error("body too large"),
+                        "415": _error("unsupported content type"),
+                        "429": _error("too many submits from this address (nginx)"),
+                        "503": _json(
+                            _ref("Error"), "broker unreachable or queue full", **_RETRY_AFTER
+                        ),
+                    },
+                }
+            },
+            "/flask/status/{task_id}": {
+                "get": {
+                    "summary": "A job's state",
+                    "parameters": [_TASK_ID],
+                    "responses": status_answers,
+                }
+            },
+            "/flask/status": {
+                "get": {
+                    "summary": "A job's state (id in the query)",
+                    "parameters": [{**_TASK_ID, "in": "query"}],
+                    "responses": status_answers,
+                }
+            },
+            "/flask/result/{task_id}.pdf": {
+                "get": {
+                    "summary": "The PDF report of a finished job",
+                    "parameters": [_TASK_ID],
+                    "responses": {
+                        "200": {
+                            "description": "the report",
+                            "content": {"application/pdf": {}},
+                        },
+                        "400": _error("malformed task id"),
+                        "404": _error("unknown job, or report expired"),
+                        "409": _error("not finished, or failed"),
+                    },
+                }
+            },
+            "/flask/tasks": {
+                "get": {
+                    "summary": "Jobs, newest first",
+                    "security": [{}, {"bearer": []}],
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                        },
+                        {"name": "before", "in": "query", "schema": {"type": "string"}},
+                        {"name": "state", "in": "query", "schema": {"enum": TASK_STATES}},
+                    ],
+                    "responses": {
+                        "200": _json(_ref("TaskList"), "a page of jobs"),
+                        "400": _error("bad paging or filter"),
+                        "401": _error("TASKS_API_TOKEN is set and the bearer token is wrong"),
+                    },
+                }
+            },
+            "/flask/model": {
+                "get": {
+                    "summary": "The model card",
+                    "responses": {"200": _json({"type": "object"}, "the card")},
+                }
+            },
+            "/flask/health": {
+                "get": {
+                    "summary": "Broker and database reachability",
+                    "responses": {
+                        "200": _json({"type": "object"}, "all up"),
+                        "503": _json(_ref("Error"), "something is down", **_RETRY_AFTER),
+                    },
+                }
+            },
+            "/flask/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                }
+            },
+        },
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
