@@ -1,82 +1,452 @@
-"""The PDF report a job produces: written with fpdf2, atomically, named by task id."""
+"""The PDF report a job produces (two A4 pages, fpdf2), written atomically, named by task id.
+
+Page 1 explains the prediction: the verdict and the class probabilities, the
+warnings, how each measurement compares with the training flowers of the
+predicted species, and where the sample sits in two scatter plots. Page 2 is
+the model card. Fonts are embedded (``report_fonts``), charts are vector
+graphics (``report_charts``), statistics come from ``report_stats``; all three
+do their expensive work once per process, so a report takes milliseconds.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache, lru_cache
 from pathlib import Path
+from typing import Any
 
-from fpdf import FPDF
+import fpdf
 
 from .model import FEATURES
+from .report_charts import (
+    INK,
+    MUTED,
+    RULE,
+    WHITE,
+    Plot,
+    Recording,
+    axis_for,
+    heatmap,
+    probability_bars,
+    range_strip,
+    record,
+    replay,
+    sample_marker,
+    scatter_static,
+    set_text,
+    species_colour,
+    text,
+    tint,
+    width,
+    wrap,
+)
+from .report_fonts import ReportPDF
+from .report_stats import (
+    CLOSE_MARGIN,
+    FAR_SIGMAS,
+    FEATURE_LABELS,
+    Assessment,
+    assess,
+    ordinal,
+    training_stats,
+)
 
 SERVICE_NAME = "Iris prediction service"
-_FEATURE_LABELS = {
-    "sepal_length": "Sepal length",
-    "sepal_width": "Sepal width",
-    "petal_length": "Petal length",
-    "petal_width": "Petal width",
-}
+NAVY = (31, 58, 96)
+WARN_FILL, WARN_EDGE, WARN_INK = (255, 243, 205), (214, 158, 0), (102, 77, 3)
+LEFT, RIGHT, PAGE_W = 16.0, 194.0, 210.0
+CONTENT_W = RIGHT - LEFT
 
 
 @dataclass(frozen=True)
 class ReportData:
     task_id: str
-    created_at: datetime
+    completed_at: datetime
     features: dict[str, float]
     label: str
     probabilities: dict[str, float]
     model_version: str
+    submitted_at: datetime | None = None
+    # The model card (GET /flask/model plus parameters); optional so a report
+    # can still be drawn for a model file written before a field existed.
+    model_card: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _utc(value: datetime | None) -> str:
+    if value is None:
+        return "not recorded"
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _label(pdf: ReportPDF, x: float, y: float, value: str) -> None:
+    """A small upper-case section label."""
+    set_text(pdf, 7, "B", MUTED)
+    text(pdf, x, y, value.upper())
+
+
+def _rule(pdf: ReportPDF, y: float) -> None:
+    pdf.set_draw_color(*RULE)
+    pdf.set_line_width(0.3)
+    pdf.line(LEFT, y, RIGHT, y)
+
+
+def _footer(pdf: ReportPDF, data: ReportData, page: int) -> None:
+    _rule(pdf, 284)
+    set_text(pdf, 7, colour=MUTED)
+    text(pdf, LEFT, 288.5, f"{SERVICE_NAME} · task {data.task_id}")
+    text(pdf, RIGHT, 288.5, f"page {page} of 2", "R")
+
+
+def _header(pdf: ReportPDF, data: ReportData) -> float:
+    pdf.set_fill_color(*NAVY)
+    pdf.rect(0, 0, PAGE_W, 27, style="F")
+    set_text(pdf, 18, "B", WHITE)
+    text(pdf, LEFT, 13.5, "Iris species prediction")
+    set_text(pdf, 8.5, colour=tint(WHITE, 1.0))
+    pdf.set_text_color(200, 212, 230)
+    text(pdf, LEFT, 20.5, f"{SERVICE_NAME} · task {data.task_id}")
+    columns = (
+        ("Submitted (UTC)", _utc(data.submitted_at)),
+        ("Completed (UTC)", _utc(data.completed_at)),
+        ("Model version", data.model_version),
+        ("Model accuracy", _accuracy(data.model_card)),
+    )
+    for index, (name, value) in enumerate(columns):
+        x = LEFT + index * CONTENT_W / 4
+        _label(pdf, x, 35, name)
+        set_text(pdf, 9, colour=INK)
+        text(pdf, x, 40, value)
+    _rule(pdf, 44)
+    return 51.0
+
+
+def _accuracy(card: Mapping[str, Any]) -> str:
+    accuracy = card.get("cv_accuracy")
+    if not isinstance(accuracy, int | float):
+        return "not recorded"
+    folds = card.get("cv_folds")
+    return f"{accuracy * 100:.1f} % ({folds}-fold CV)" if folds else f"{accuracy * 100:.1f} %"
+
+
+def _verdict(pdf: ReportPDF, data: ReportData, verdict: Assessment, y: float) -> float:
+    _label(pdf, LEFT, y, "Predicted species")
+    set_text(pdf, 24, "B", species_colour(data.label, list(data.probabilities).index(data.label)))
+    text(pdf, LEFT, y + 11, f"Iris {data.label}")
+    set_text(pdf, 9, colour=INK)
+    bottom = y + 18
+    for line in wrap(pdf, verdict.confidence_sentence(), 86):
+        text(pdf, LEFT, bottom, line)
+        bottom += 4.4
+    _label(pdf, 112, y, "Class probabilities")
+    probability_bars(pdf, 112, y + 2.5, RIGHT - 112, data.probabilities, data.label)
+    return max(bottom, y + 2.5 + 3 * 8 + 3) + 3
+
+
+def _warnings(pdf: ReportPDF, warnings: list[str], y: float) -> float:
+    for message in warnings:
+        set_text(pdf, 8.5, colour=WARN_INK)
+        lines = wrap(pdf, message, CONTENT_W - 14)
+        height = len(lines) * 4.1 + 4.2
+        pdf.set_fill_color(*WARN_FILL)
+        pdf.set_draw_color(*WARN_EDGE)
+        pdf.set_line_width(0.35)
+        pdf.rect(LEFT, y, CONTENT_W, height, style="DF")
+        pdf.set_fill_color(*WARN_EDGE)
+        pdf.rect(LEFT, y, 1.6, height, style="F")
+        set_text(pdf, 11, "B", WARN_EDGE)
+        text(pdf, LEFT + 4, y + 6, "⚠")
+        set_text(pdf, 8.5, colour=WARN_INK)
+        for index, line in enumerate(lines):
+            text(pdf, LEFT + 10, y + 5.6 + index * 4.1, line)
+        y += height + 2.5
+    return y + 2
+
+
+def _measurements(pdf: ReportPDF, data: ReportData, verdict: Assessment, y: float) -> float:
+    stats = training_stats().per_class[data.label]
+    colour = species_colour(data.label, list(data.probabilities).index(data.label))
+    _label(pdf, LEFT, y, f"Your measurements and the 50 training flowers of Iris {data.label}")
+    y += 6
+    set_text(pdf, 6.5, colour=MUTED)
+    text(pdf, LEFT, y, "measurement")
+    text(pdf, 72, y, "value", "R")
+    text(pdf, 80, y, "where it falls (species range, middle half, median; ● this sample)")
+    text(pdf, RIGHT, y, "percentile", "R")
+    y += 2
+    for comparison in verdict.comparisons:
+        feature = comparison.feature
+        _rule(pdf, y)
+        set_text(pdf, 9.5, colour=INK)
+        text(pdf, LEFT, y + 6.3, FEATURE_LABELS[feature])
+        set_text(pdf, 9.5, "B", INK)
+        text(pdf, 72, y + 6.3, f"{comparison.value:g} cm", "R")
+        range_strip(
+            pdf, 80, y + 2.8, 78, 4.4, axis_for(feature), stats[feature], comparison.value, colour
+        )
+        feature_stats = stats[feature]
+        if comparison.value < feature_stats.low:
+            position = "below all 50"
+        elif comparison.value > feature_stats.high:
+            position = "above all 50"
+        else:
+            position = ordinal(max(1, min(99, round(comparison.percentile))))
+        set_text(pdf, 9.5, "B" if comparison.far else "", WARN_EDGE if comparison.far else INK)
+        text(pdf, RIGHT, y + 6.3, position, "R")
+        y += 10.5
+    _rule(pdf, y)
+    return y + 8
+
+
+# The scatter section is drawn once at this height and shifted into place.
+_SCATTER_Y0 = 150.0
+_PLOT_W, _PLOT_H = 74.0, 64.0
+
+
+def _plots(y: float) -> tuple[Plot, Plot]:
+    top = y + 5
+    return (
+        Plot(LEFT + 11, top, _PLOT_W, _PLOT_H, axis_for("petal_length"), axis_for("petal_width")),
+        Plot(
+            RIGHT - _PLOT_W,
+            top,
+            _PLOT_W,
+            _PLOT_H,
+            axis_for("sepal_length"),
+            axis_for("sepal_width"),
+        ),
+    )
+
+
+def _scatters_static(pdf: ReportPDF, y: float) -> None:
+    _label(pdf, LEFT, y, "Where the sample sits among the 150 training flowers")
+    for plot in _plots(y):
+        scatter_static(pdf, plot)
+    # Legend: the species colours and the sample's marker.
+    y += 5 + _PLOT_H + 14
+    x = LEFT + 11
+    for index, name in enumerate(training_stats().classes):
+        pdf.set_fill_color(*species_colour(name, index))
+        pdf.circle(x + 0.9, y - 1.1, 0.9, style="F")
+        set_text(pdf, 8, colour=INK)
+        text(pdf, x + 3, y, f"Iris {name}")
+        x += 6 + width(pdf, f"Iris {name}") + 4
+    pdf.set_draw_color(*INK)
+    pdf.set_line_width(0.4)
+    pdf.circle(x + 1.3, y - 1.1, 1.3, style="D")
+    text(pdf, x + 4, y, "this sample")
+
+
+@cache
+def _scatters_recording() -> Recording:
+    return record(lambda scratch: _scatters_static(scratch, _SCATTER_Y0))
+
+
+def _scatters(pdf: ReportPDF, data: ReportData, y: float) -> None:
+    replay(pdf, _scatters_recording(), dy=y - _SCATTER_Y0)
+    for plot in _plots(y):
+        sample_marker(pdf, plot, data.features)
+
+
+def _page_one(pdf: ReportPDF, data: ReportData, verdict: Assessment) -> None:
+    pdf.add_page()
+    y = _header(pdf, data)
+    y = _verdict(pdf, data, verdict, y)
+    y = _warnings(pdf, verdict.warnings(), y)
+    y = _measurements(pdf, data, verdict, y)
+    _scatters(pdf, data, y)
+    _footer(pdf, data, 1)
+
+
+def _key_values(pdf: ReportPDF, rows: list[tuple[str, str]], y: float) -> float:
+    for name, value in rows:
+        set_text(pdf, 8.5, colour=MUTED)
+        text(pdf, LEFT, y, name)
+        set_text(pdf, 8.5, colour=INK)
+        lines = wrap(pdf, value, CONTENT_W - 48) or [""]
+        for line in lines:
+            text(pdf, LEFT + 48, y, line)
+            y += 4.4
+        y += 1.4
+    return y
+
+
+def _settings(card: Mapping[str, Any]) -> str:
+    settings = card.get("hyperparameters")
+    if not isinstance(settings, Mapping) or not settings:
+        return "not recorded"
+    return ", ".join(f"{k}={v}" for k, v in sorted(settings.items()))
+
+
+def _libraries(card: Mapping[str, Any]) -> str:
+    versions = card.get("library_versions")
+    listed = (
+        [f"{k} {v}" for k, v in sorted(versions.items())] if isinstance(versions, Mapping) else []
+    )
+    return " · ".join([*listed, f"fpdf2 {fpdf.__version__} (this report)"])
+
+
+def _page_two(pdf: ReportPDF, data: ReportData) -> None:
+    pdf.add_page()
+    recording = _model_card_recording(
+        json.dumps(data.model_card, sort_keys=True, default=str), data.model_version
+    )
+    if recording.portable:
+        replay(pdf, recording)
+    else:
+        _model_card(pdf, data.model_card, data.model_version)
+    _footer(pdf, data, 2)
+
+
+@lru_cache(maxsize=8)
+def _model_card_recording(card_json: str, model_version: str) -> Recording:
+    """Page 2 depends on the model card alone: drawn once per card."""
+    card = json.loads(card_json)
+    return record(lambda scratch: _model_card(scratch, card, model_version))
+
+
+def _model_card(pdf: ReportPDF, card: Mapping[str, Any], model_version: str) -> None:
+    pdf.set_fill_color(*NAVY)
+    pdf.rect(0, 0, PAGE_W, 16, style="F")
+    set_text(pdf, 13, "B", WHITE)
+    text(pdf, LEFT, 10.5, "Model card")
+    pdf.set_text_color(200, 212, 230)
+    set_text(pdf, 8.5, colour=(200, 212, 230))
+    text(pdf, RIGHT, 10.5, f"model version {model_version}", "R")
+
+    y = 26.0
+    _label(pdf, LEFT, y, "The classifier")
+    accuracy = card.get("cv_accuracy")
+    spread = card.get("cv_accuracy_std")
+    if isinstance(accuracy, int | float):
+        cv = f"{accuracy * 100:.1f} %"
+        if isinstance(spread, int | float):
+            cv += f" ± {spread * 100:.1f} points"
+        cv += f" ({card.get('cv_folds', '?')}-fold stratified cross-validation)"
+    else:
+        cv = "not recorded"
+    rows = [
+        ("Classifier", f"{card.get('classifier', 'not recorded')} (multinomial, scikit-learn)"),
+        ("Settings", _settings(card)),
+        (
+            "Training data",
+            f"{card.get('training_samples', '?')} flowers, the iris data set shipped with "
+            "scikit-learn; four measurements in centimetres",
+        ),
+        ("Cross-validated accuracy", cv),
+        ("Trained at (UTC)", str(card.get("trained_at", "not recorded"))),
+        ("Model version", f"{model_version} (SHA-256 of the parameters)"),
+        ("Library versions", _libraries(card)),
+    ]
+    y = _key_values(pdf, rows, y + 6)
+
+    y += 4
+    _label(pdf, LEFT, y, "Confusion matrix (cross-validated)")
+    _label(pdf, 100, y, "Coefficients (per cm)")
+    classes = [str(c) for c in card.get("classes", training_stats().classes)]
+    matrix = card.get("cv_confusion_matrix")
+    if isinstance(matrix, list) and len(matrix) == len(classes):
+        heatmap(pdf, LEFT, y + 13, 14, matrix, classes)
+        set_text(pdf, 7, colour=MUTED)
+        note = (
+            "Each flower was predicted by a model that had not seen it. "
+            "Rows: true species; columns: predicted."
+        )
+        for index, line in enumerate(wrap(pdf, note, 78)):
+            text(pdf, LEFT, y + 13 + 14 * len(classes) + 5 + index * 3.6, line)
+    else:
+        set_text(pdf, 8.5, colour=MUTED)
+        text(pdf, LEFT, y + 8, "not recorded in this model card")
+    bottom = _coefficients(pdf, card, classes, 100, y + 8)
+    y = max(y + 13 + 14 * len(classes) + 14, bottom) + 4
+
+    _label(pdf, LEFT, y, "How to read this report")
+    set_text(pdf, 8.5, colour=INK)
+    notes = [
+        "Probabilities are the model's own: it spreads 100 % over the three species. "
+        "Very confident means at least 95 %, fairly confident at least 80 %, unsure below.",
+        "A close-call warning appears when the two most likely species are less than "
+        f"{CLOSE_MARGIN * 100:.0f} percentage points apart.",
+        "An input is far outside the training data when a measurement lies more than "
+        f"{FAR_SIGMAS:g} standard deviations from the mean of the predicted species' 50 "
+        "training flowers; the model then extrapolates.",
+        "A percentile says how many of those 50 flowers measure less (the 62nd percentile: "
+        "62 % are smaller).",
+    ]
+    y += 6
+    for note in notes:
+        lines = wrap(pdf, note, CONTENT_W - 5)
+        text(pdf, LEFT, y, "•")
+        for line in lines:
+            text(pdf, LEFT + 4, y, line)
+            y += 4.3
+        y += 1.5
+
+
+def _coefficients(
+    pdf: ReportPDF, card: Mapping[str, Any], classes: list[str], x: float, y: float
+) -> float:
+    parameters = card.get("parameters")
+    coef = parameters.get("coef") if isinstance(parameters, Mapping) else None
+    intercept = parameters.get("intercept") if isinstance(parameters, Mapping) else None
+    if not isinstance(coef, list) or not isinstance(intercept, list) or len(coef) != len(classes):
+        set_text(pdf, 8.5, colour=MUTED)
+        text(pdf, x, y, "not recorded in this model card")
+        return y + 6
+    names = ["sepal len.", "sepal wid.", "petal len.", "petal wid.", "intercept"]
+    label_w, cell_w, cell_h = 19.0, (RIGHT - x - 19.0) / 5, 9.0
+    biggest = max(abs(v) for row in coef for v in row) or 1.0
+    set_text(pdf, 6.5, colour=MUTED)
+    for j, name in enumerate(names):
+        text(pdf, x + label_w + (j + 0.5) * cell_w, y + 3.2, name, "C")
+    top = y + 5
+    for i, name in enumerate(classes):
+        row_y = top + i * cell_h
+        set_text(pdf, 7.5, colour=INK)
+        text(pdf, x, row_y + cell_h / 2 + 1, name)
+        for j, value in enumerate([*coef[i], intercept[i]]):
+            cx = x + label_w + j * cell_w
+            if j < len(FEATURES):
+                # Diverging shade: blue raises this species' score, red lowers it.
+                hue = (33, 102, 172) if value > 0 else (178, 24, 43)
+                pdf.set_fill_color(*tint(hue, 0.1 + 0.5 * abs(value) / biggest))
+            else:
+                pdf.set_fill_color(245, 245, 245)
+            pdf.set_draw_color(*WHITE)
+            pdf.set_line_width(0.5)
+            pdf.rect(cx, row_y, cell_w, cell_h, style="DF")
+            set_text(pdf, 7.5, colour=INK)
+            text(pdf, cx + cell_w / 2, row_y + cell_h / 2 + 1, f"{value:+.2f}", "C")
+    set_text(pdf, 7, colour=MUTED)
+    note = (
+        "Score of a species = intercept + Σ coefficient × measurement; the softmax of the "  # noqa: RUF001
+        "three scores gives the probabilities. Blue raises a species' score, red lowers it."
+    )
+    y = top + len(classes) * cell_h + 5
+    for line in wrap(pdf, note, RIGHT - x):
+        text(pdf, x, y, line)
+        y += 3.6
+    return y
 
 
 def render(data: ReportData) -> bytes:
-    """Lay out the one-page report and return the PDF bytes."""
-    pdf = FPDF(format="A4")
-    pdf.set_title(f"Iris prediction {data.task_id}")
+    """Lay out the two-page report and return the PDF bytes."""
+    verdict = assess(data.features, data.probabilities)
+    pdf = ReportPDF()
+    pdf.set_title(f"Iris prediction {data.task_id}: Iris {data.label}")
+    pdf.set_subject(f"{SERVICE_NAME} report, model {data.model_version}")
     pdf.set_creator(SERVICE_NAME)
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 20)
-    pdf.cell(0, 12, "Iris species prediction", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 10)
-    pdf.cell(0, 6, f"Task {data.task_id}", new_x="LMARGIN", new_y="NEXT")
-    pdf.cell(
-        0,
-        6,
-        f"Created {data.created_at.isoformat(timespec='seconds')}",
-        new_x="LMARGIN",
-        new_y="NEXT",
-    )
-    pdf.cell(0, 6, f"Model version {data.model_version}", new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(6)
-
-    pdf.set_font("Helvetica", "B", 13)
-    pdf.cell(0, 8, "Measurements", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 11)
-    for name in FEATURES:
-        pdf.cell(60, 7, _FEATURE_LABELS[name])
-        pdf.cell(0, 7, f"{data.features[name]:g} cm", new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(6)
-
-    pdf.set_font("Helvetica", "B", 13)
-    pdf.cell(0, 8, "Predicted species", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "B", 22)
-    pdf.cell(0, 14, f"Iris {data.label}", new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(2)
-
-    pdf.set_font("Helvetica", "B", 13)
-    pdf.cell(0, 8, "Class probabilities", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 11)
-    for cls, p in sorted(data.probabilities.items(), key=lambda kv: -kv[1]):
-        pdf.cell(60, 7, cls)
-        pdf.cell(25, 7, f"{p * 100:.1f} %")
-        # A bar so the margin between classes is visible at a glance.
-        pdf.set_fill_color(60, 110, 180)
-        width = max(p * 90, 0.2)
-        pdf.rect(pdf.get_x(), pdf.get_y() + 1.5, width, 4, style="F")
-        pdf.ln(7)
-    return bytes(pdf.output())
+    pdf.set_creation_date(data.completed_at)
+    pdf.set_auto_page_break(False)
+    _page_one(pdf, data, verdict)
+    _page_two(pdf, data)
+    return pdf.output_bytes()
 
 
 def report_filename(task_id: str) -> str:

@@ -47,7 +47,7 @@ FONT_DIR = Path(__file__).resolve().parent / "fonts"
 FAMILY = "dejavu"
 FONT_FILES = {"": FONT_DIR / "DejaVuSans.ttf", "B": FONT_DIR / "DejaVuSans-Bold.ttf"}
 # Pre-assigned in this order in every document: stable codes, one cached subset.
-BASE_REPERTOIRE = "".join(chr(c) for c in range(0x21, 0x7F)) + "–—…×±≈·°µ≤≥→←⚠✓•‘’“”σ"
+BASE_REPERTOIRE = "".join(chr(c) for c in range(0x21, 0x7F)) + "–—…×±≈·°µ≤≥→←⚠✓•‘’“”σΣ"  # noqa: RUF001
 _CACHE_SIZE = 32
 
 
@@ -102,6 +102,12 @@ def _fresh_font(style: str, index: int) -> TTFFont:
     subset._char_id_per_glyph = dict(proto.subset_entries)
     font.subset = subset
     return font
+
+
+def uses_base_repertoire_only(font: TTFFont) -> bool:
+    """True while a document's font has picked no glyph beyond the base repertoire."""
+    proto = _prototype(font.fontkey[len(FAMILY) :])
+    return len(font.subset._char_id_per_glyph) == len(proto.subset_entries)
 
 
 class ReportPDF(FPDF):

@@ -138,7 +138,8 @@ class Assessment:
         )
         return (
             f"The model is {strength}: it gives Iris {self.label} a {_pct(p)} probability; "
-            f"the next most likely species, Iris {self.runner_up}, gets {_pct(self.runner_up_probability)}."
+            f"the next most likely species, Iris {self.runner_up}, "
+            f"gets {_pct(self.runner_up_probability)}."
         )
 
     def warnings(self) -> list[str]:
