@@ -66,7 +66,7 @@ CONTENT_W = RIGHT - LEFT
 @dataclass(frozen=True)
 class ReportData:
     task_id: str
-    completed_at: datetime
+    created_at: datetime  # when the job finished: the report's completion time
     features: dict[str, float]
     label: str
     probabilities: dict[str, float]
@@ -114,7 +114,7 @@ def _header(pdf: ReportPDF, data: ReportData) -> float:
     text(pdf, LEFT, 20.5, f"{SERVICE_NAME} · task {data.task_id}")
     columns = (
         ("Submitted (UTC)", _utc(data.submitted_at)),
-        ("Completed (UTC)", _utc(data.completed_at)),
+        ("Completed (UTC)", _utc(data.created_at)),
         ("Model version", data.model_version),
         ("Model accuracy", _accuracy(data.model_card)),
     )
@@ -442,7 +442,7 @@ def render(data: ReportData) -> bytes:
     pdf.set_title(f"Iris prediction {data.task_id}: Iris {data.label}")
     pdf.set_subject(f"{SERVICE_NAME} report, model {data.model_version}")
     pdf.set_creator(SERVICE_NAME)
-    pdf.set_creation_date(data.completed_at)
+    pdf.set_creation_date(data.created_at)
     pdf.set_auto_page_break(False)
     _page_one(pdf, data, verdict)
     _page_two(pdf, data)

@@ -86,6 +86,7 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
     prediction = model.predict(values)
 
     task.update_state(state="PROGRESS", meta={"stage": "writing report", "progress": 0.6})
+    job = store.get(task_id)
     pdf = report.render(
         report.ReportData(
             task_id=task_id,
@@ -94,6 +95,8 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
             label=prediction.label,
             probabilities=prediction.probabilities,
             model_version=model.version,
+            submitted_at=None if job is None else job.submitted_at,
+            model_card=model.card,
         )
     )
     filename = report.report_filename(task_id)
