@@ -186,10 +186,13 @@ docker_run_worker() {  # worker name (worker1, worker2, ...)
 
 # Which mode is running for this checkout: "local", "docker" or "" (nothing).
 running_mode() {
-  if [[ -s "$LOCAL_ENV" ]] && pid_alive "$RUN_DIR/rabbitmq.pid"; then
-    echo local
-  elif docker_engine_up \
-    && [[ "$(docker container inspect --format '{{.State.Running}}' "$C_RABBITMQ" 2>/dev/null)" == true ]]; then
+  local pidfile
+  if [[ -s "$LOCAL_ENV" ]]; then
+    for pidfile in "$RUN_DIR"/*.pid; do
+      if pid_alive "$pidfile"; then echo local; return 0; fi
+    done
+  fi
+  if docker_engine_up && [[ -n "$(docker ps --quiet --filter "label=$DOCKER_PROJECT.role")" ]]; then
     echo docker
   fi
 }
