@@ -17,6 +17,7 @@ from functools import cache
 
 from fpdf import FPDF
 from fpdf.enums import PDFResourceType
+from fpdf.fonts import TTFFont
 from PIL import Image, ImageDraw, ImageFont
 
 from .model import FEATURES
@@ -59,8 +60,10 @@ def set_text(pdf: FPDF, size: float, style: str = "", colour: RGB = INK) -> None
 
 def width(pdf: FPDF, text: str) -> float:
     """String width in mm from the font's advance widths (what fpdf2 sums too)."""
-    widths = pdf.current_font.cw
-    return float(sum(map(widths.__getitem__, map(ord, text))) * pdf.font_size_pt / 1000 / pdf.k)
+    font = pdf.current_font
+    assert isinstance(font, TTFFont)
+    widths: dict[int, float] = font.cw
+    return sum(map(widths.__getitem__, map(ord, text))) * pdf.font_size_pt / 1000 / pdf.k
 
 
 def text(pdf: FPDF, x: float, y: float, value: str, align: str = "L") -> None:
@@ -112,9 +115,13 @@ def record(draw: Callable[[ReportPDF], None]) -> Recording:
     scratch = ReportPDF()
     scratch.add_page()
     contents = scratch.pages[1].contents
+    assert isinstance(contents, bytearray)
     start = len(contents)
     draw(scratch)
-    portable = all(uses_base_repertoire_only(font) for font in scratch.fonts.values())
+    portable = all(
+        isinstance(font, TTFFont) and uses_base_repertoire_only(font)
+        for font in scratch.fonts.values()
+    )
     return Recording(bytes(contents[start:]), portable)
 
 

@@ -30,7 +30,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from fontTools import subset as ftsubset
+from fontTools import subset as ftsubset  # type: ignore[import-untyped]
 from fontTools import ttLib
 from fpdf import FPDF
 from fpdf.fonts import SubsetMap, TTFFont
@@ -75,7 +75,8 @@ def _prototype(style: str) -> _Prototype:
     """Parse one style's font file and assign the base repertoire, once per process."""
     scratch = FPDF()
     scratch.add_font(FAMILY, style, FONT_FILES[style])
-    font: TTFFont = scratch.fonts[FAMILY + style]
+    font = scratch.fonts[FAMILY + style]
+    assert isinstance(font, TTFFont)
     for char in BASE_REPERTOIRE:
         font.subset.pick(ord(char))
     subset = font.subset
@@ -197,16 +198,17 @@ def _stream(content: bytes, *, compressed: bool) -> PDFContentStream:
     return stream
 
 
-class _CachingOutputProducer(OutputProducer):  # type: ignore[misc]
+class _CachingOutputProducer(OutputProducer):
     """fpdf2's producer, with the TrueType font objects built from the cache."""
 
     def _add_fonts(self, *args: Any) -> dict[int, Any]:
-        fonts = sorted(self.fpdf.fonts.values(), key=lambda f: f.i)
-        if not all(
-            isinstance(f, TTFFont) and f.fontkey.startswith(FAMILY) and not f.color_font
-            for f in fonts
-        ):
-            return super()._add_fonts(*args)  # type: ignore[no-any-return]
+        fonts = [
+            f
+            for f in sorted(self.fpdf.fonts.values(), key=lambda f: f.i)
+            if isinstance(f, TTFFont) and f.fontkey.startswith(FAMILY) and not f.color_font
+        ]
+        if len(fonts) != len(self.fpdf.fonts):
+            return super()._add_fonts(*args)
         font_objs: dict[int, Any] = {}
         for font in fonts:
             embedded = _embedded(font)
@@ -236,9 +238,9 @@ class _CachingOutputProducer(OutputProducer):  # type: ignore[misc]
             self._add_pdf_obj(cid_to_gid, "fonts")
             cid_font.c_i_d_to_g_i_d_map = cid_to_gid
             program = _stream(embedded.font_program, compressed=True)
-            program.length1 = embedded.font_program_length
+            program.length1 = embedded.font_program_length  # type: ignore[attr-defined]
             self._add_pdf_obj(program, "fonts")
-            descriptor.font_file2 = program
+            descriptor.font_file2 = program  # type: ignore[attr-defined]
         # fpdf2 clears these process-wide caches after each document too.
         SubsetMap.pick.cache_clear()
         SubsetMap.get_glyph.cache_clear()

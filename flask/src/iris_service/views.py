@@ -19,6 +19,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file,
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import report_charts
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .errors import ApiError
@@ -183,11 +184,28 @@ def status_query() -> Response:
     return status(task_id)
 
 
+def _probability_png(job: JobStatus) -> Response:
+    """The class probabilities as a PNG bar chart, drawn from the stored result."""
+    stored = job.result if isinstance(job.result, dict) else {}
+    probabilities, label = stored.get("probabilities"), stored.get("label")
+    if not isinstance(probabilities, dict) or not isinstance(label, str):
+        raise ApiError(404, "this task has no probabilities to draw", task_id=job.task_id)
+    png = report_charts.probability_png({str(k): float(v) for k, v in probabilities.items()}, label)
+    response = Response(png, mimetype="image/png")
+    response.headers["Content-Disposition"] = (
+        f'inline; filename="iris-probabilities-{job.task_id}.png"'
+    )
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
 @bp.get("/result/<filename>")
 def result(filename: str) -> Response:
     task_id, dot, extension = filename.rpartition(".")
-    if not dot or extension != "pdf":
-        raise ApiError(404, "reports are served as /flask/result/<task_id>.pdf")
+    if not dot or extension not in ("pdf", "png"):
+        raise ApiError(
+            404, "reports are served as /flask/result/<task_id>.pdf (probability chart: .png)"
+        )
     job = _lookup(task_id)
     if job.state != "SUCCESS":
         message = (
@@ -198,6 +216,8 @@ def result(filename: str) -> Response:
         raise ApiError(
             409, message, state=job.state, status_url=url_for("api.status", task_id=task_id)
         )
+    if extension == "png":
+        return _probability_png(job)
     # The path is built from the validated UUID alone, never from the request.
     name = f"{task_id}.pdf"
     path = _settings().reports_dir / name
