@@ -37,8 +37,9 @@ while (($#)); do
   esac
   shift
 done
-# dk (scripts/common.sh) prints the dry-run plan on fd 3: stdout.
-exec 3>&1
+# dk (scripts/common.sh) prints the dry-run plan on fd 3: stdout. Only then:
+# processes started in local mode must not inherit a copy of our stdout.
+if ((DRY_RUN)); then exec 3>&1; fi
 if [[ -z "$mode" ]]; then
   if [[ "$action" == stop && -d "$RUN_DIR" ]] && compgen -G "$RUN_DIR/*.pid" >/dev/null; then
     mode=local

@@ -25,7 +25,6 @@ case "${1:-}" in
     ;;
 esac
 (($# <= 1)) || { usage; die "too many arguments"; }
-exec 3>&1
 
 mode="$(running_mode)"
 [[ -n "$mode" ]] || die "no running system found for this checkout (VAR_DIR=$VAR_DIR); start it with ./build.sh"

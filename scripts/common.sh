@@ -149,10 +149,10 @@ C_RABBITMQ="$DOCKER_PROJECT-rabbitmq"
 C_WEB="$DOCKER_PROJECT-flask"
 # shellcheck disable=SC2034
 C_NGINX="$DOCKER_PROJECT-nginx"
-DRY_RUN="${DRY_RUN:-0}"
+DRY_RUN=0  # build.sh --dry-run sets it (never from the environment)
 
-# Run docker, or under --dry-run print the command (shell-quoted, one line, on
-# stdout) and run nothing: a query then answers "nothing there".
+# Run docker, or under --dry-run print the command (shell-quoted, one line) on
+# fd 3, which build.sh opens on stdout for a dry run only.
 dk() {
   if ((DRY_RUN)); then
     local line

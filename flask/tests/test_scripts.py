@@ -1,0 +1,215 @@
+"""The operating scripts against a real local stack of their own.
+
+list_queues.sh and monitor_queue.sh read the private RabbitMQ node;
+launch_celery_worker.sh adds a second worker, which must consume (the consumer
+count rises) and take a share of a burst of jobs; the containers' health-check
+script is run against the same processes; then the broker is stopped (the
+scripts say so) and ``build.sh --stop`` must stop the added worker too.
+The tests run in file order on one stack: it is started for this module because
+they add workers and stop the broker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from iris_service import create_app
+
+from conftest import ROOT, SETOSA, VIRGINICA, Stack, start_stack
+
+SCRIPTS = [
+    "list_queues.sh",
+    "monitor_queue.sh",
+    "launch_celery_worker.sh",
+    "build.sh",
+    "run_tests.sh",
+    "flask/bin/healthcheck.sh",
+    "flask/bin/start-web.sh",
+    "flask/bin/start-worker.sh",
+    "nginx/start-nginx.sh",
+    "rabbitmq/start-rabbitmq.sh",
+]
+QUEUE_LINE = re.compile(r"^(?P<name>\S+)\s+(?P<ready>\d+)\s+(?P<unacked>\d+)\s+(?P<consumers>\d+)$")
+MONITOR_LINE = re.compile(
+    r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) predictions +ready= *(?P<ready>\d+) "
+    r"unacked= *(?P<unacked>\d+) consumers= *(?P<consumers>\d+) "
+    r"\|(?P<bar>[# ]{40})\| (?P<depth>\d+)$"
+)
+RECEIVED = re.compile(r"Task iris\.predict\[([0-9a-f-]{36})\] received")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_has_help(script: str) -> None:
+    result = subprocess.run(
+        [str(ROOT / script), "--help"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0
+    assert result.stderr.startswith("usage:"), result.stderr
+    text = (ROOT / script).read_text()
+    assert "set -o errexit -o nounset -o pipefail" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["list_queues.sh"], "no running system found"),
+        (["monitor_queue.sh", "-n", "1"], "no running system found"),
+        (["launch_celery_worker.sh", "1"], "no running system found"),
+        (["launch_celery_worker.sh", "0"], "N must be a whole number"),
+        (["monitor_queue.sh", "-i", "0"], "-i needs a positive number"),
+        (["monitor_queue.sh", "-n", "two"], "-n needs a whole number"),
+    ],
+)
+def test_scripts_without_a_running_system(args: list[str], message: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(ROOT / args[0]), *args[1:]],
+        env={**os.environ, "VAR_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.fixture(scope="module")
+def ops_stack() -> Iterator[Stack]:
+    stack = start_stack()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def queues(stack: Stack) -> dict[str, dict[str, int]]:
+    result = stack.script("list_queues.sh")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["QUEUE", "READY", "UNACKED", "CONSUMERS"]
+    found: dict[str, dict[str, int]] = {}
+    for line in lines[1:]:
+        match = QUEUE_LINE.match(line)
+        assert match, line
+        found[match["name"]] = {k: int(match[k]) for k in ("ready", "unacked", "consumers")}
+    return found
+
+
+def shell(stack: Stack, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """A bash command with the stack's local-mode environment loaded."""
+    return subprocess.run(
+        ["bash", "-c", f'. scripts/common.sh && load_local_env && cd "$ROOT" && {command}'],
+        env=stack.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_list_queues_shows_the_prediction_queue(ops_stack: Stack) -> None:
+    found = queues(ops_stack)
+    assert found["predictions"] == {"ready": 0, "unacked": 0, "consumers": 1}
+    # Celery's remote-control queue of the one worker is a queue like any other.
+    assert any(name.startswith("worker1@") for name in found)
+
+
+def test_monitor_prints_timestamped_rounds(ops_stack: Stack) -> None:
+    result = ops_stack.script("monitor_queue.sh", "-i", "0.5", "-n", "2")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout  # Celery's internal queues are left out
+    matches = [MONITOR_LINE.match(line) for line in lines]
+    assert all(matches), lines
+    assert [m["consumers"] for m in matches if m] == ["1", "1"]
+    # Everything was idle: an empty bar and a depth of 0.
+    assert all(m["bar"] == " " * 40 and m["depth"] == "0" for m in matches if m)
+
+
+def test_health_check_script_on_the_local_processes(ops_stack: Stack) -> None:
+    # The containers' HEALTHCHECK runs this script; here against local mode.
+    assert shell(ops_stack, "flask/bin/healthcheck.sh web").returncode == 0
+    worker = shell(ops_stack, "WORKER_NAME=worker1 flask/bin/healthcheck.sh worker")
+    assert worker.returncode == 0, worker.stderr
+    assert "pong" in worker.stdout
+    nobody = shell(ops_stack, "WORKER_NAME=nosuchworker flask/bin/healthcheck.sh worker")
+    assert nobody.returncode != 0
+
+
+def test_launched_worker_consumes_and_shares_a_burst(ops_stack: Stack) -> None:
+    before = queues(ops_stack)["predictions"]["consumers"]
+    launched = ops_stack.script("launch_celery_worker.sh", "1", timeout=180)
+    assert launched.returncode == 0, launched.stderr
+    assert re.search(r"^worker2\s+\d+\s+running\s", launched.stdout, re.MULTILINE), launched.stdout
+    assert queues(ops_stack)["predictions"]["consumers"] == before + 1
+
+    listed = ops_stack.script("launch_celery_worker.sh", "--list")
+    assert listed.returncode == 0
+    assert {line.split()[0] for line in listed.stdout.splitlines()[1:]} == {"worker1", "worker2"}
+
+    # A burst of 40 jobs, published straight to the broker (the rate limit in
+    # front of /flask/predict is not what this test is about).
+    client = create_app({"TESTING": True}, settings=ops_stack.settings()).test_client()
+    ids = []
+    for i in range(40):
+        r = client.post("/flask/predict", json=SETOSA if i % 2 else VIRGINICA)
+        assert r.status_code == 202, r.get_json()
+        ids.append(r.get_json()["task_id"])
+    deadline = time.monotonic() + 120
+    for task_id in ids:
+        while (state := client.get(f"/flask/status/{task_id}").get_json()["state"]) != "SUCCESS":
+            assert state in ("PENDING", "STARTED", "PROGRESS"), state
+            assert time.monotonic() < deadline, f"{task_id} still {state}"
+            time.sleep(0.05)
+
+    # Which worker ran each job: each worker logs the ids it received.
+    logs = ops_stack.var_dir / "log"
+    received = {
+        name: set(RECEIVED.findall((logs / log).read_text())) & set(ids)
+        for name, log in (("worker1", "worker.log"), ("worker2", "worker-worker2.log"))
+    }
+    assert received["worker1"] | received["worker2"] == set(ids)
+    assert received["worker1"] and received["worker2"], {k: len(v) for k, v in received.items()}
+    print(
+        f"\nburst of 40: worker1 ran {len(received['worker1'])}, worker2 {len(received['worker2'])}"
+    )
+
+
+def test_broker_down_is_reported(ops_stack: Stack) -> None:
+    stopped = shell(ops_stack, "local_rabbitmqctl stop")
+    assert stopped.returncode == 0, stopped.stderr
+    listed = ops_stack.script("list_queues.sh")
+    assert listed.returncode != 0
+    assert "the broker (local node" in listed.stderr and "is not answering" in listed.stderr
+    assert listed.stdout == ""
+    watched = ops_stack.script("monitor_queue.sh", "-i", "0.5", "-n", "1")
+    assert watched.returncode == 0, watched.stderr
+    assert re.match(r"^\S+Z broker not answering: ", watched.stdout), watched.stdout
+
+
+def test_stop_also_stops_the_added_workers(ops_stack: Stack) -> None:
+    run = ops_stack.var_dir / "run"
+    pids = [int((run / name).read_text()) for name in ("worker.pid", "worker-worker2.pid")]
+    result = subprocess.run(
+        [str(ROOT / "build.sh"), "--stop"],
+        env=ops_stack.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not list(run.glob("*.pid"))
