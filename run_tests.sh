@@ -21,6 +21,9 @@ cd "$ROOT"
 info "shellcheck"
 mapfile -t scripts < <(git ls-files '*.sh')
 shellcheck -x "${scripts[@]}"
+info "hadolint"
+mapfile -t dockerfiles < <(git ls-files '*Dockerfile' '*.Dockerfile')
+hadolint "${dockerfiles[@]}"
 
 cd "$ROOT/flask"
 info "ruff"
