@@ -79,6 +79,9 @@ def _prototype(style: str) -> _Prototype:
     assert isinstance(font, TTFFont)
     for char in BASE_REPERTOIRE:
         font.subset.pick(ord(char))
+    # Glyph maps need only the tables parsed above (cmap, widths); the subset is
+    # cut from a fresh parse in _build_embedded, so the file can be closed now.
+    font.close()
     subset = font.subset
     return _Prototype(
         font=font,
@@ -138,24 +141,29 @@ def _build_embedded(font: TTFFont) -> _Embedded:
     """What fpdf2's OutputProducer._add_fonts computes for a TrueType font, once."""
     style = font.fontkey[len(FAMILY) :]
     # A fresh parse: the subsetter rewrites the font it is given in place.
-    ttfont = ttLib.TTFont(FONT_FILES[style], recalcTimestamp=False, lazy=True)
-    options = ftsubset.Options(notdef_outline=True, recommended_glyphs=True)
-    # Hinting instructions are half the bytes and PDF viewers do not need them.
-    options.hinting = False
-    options.drop_tables += ["FFTM", "GDEF", "GPOS", "GSUB", "MATH", "hdmx", "meta", "kern"]
-    subsetter = ftsubset.Subsetter(options)
-    subsetter.populate(glyphs=font.subset.get_all_glyph_names())
-    subsetter.subset(ttfont)
-    out = BytesIO()
-    ttfont.save(out)
-    program = out.getvalue()
+    with ttLib.TTFont(FONT_FILES[style], recalcTimestamp=False, lazy=True) as ttfont:
+        options = ftsubset.Options(notdef_outline=True, recommended_glyphs=True)
+        # Hinting instructions are half the bytes and PDF viewers do not need them.
+        options.hinting = False
+        options.drop_tables += ["FFTM", "GDEF", "GPOS", "GSUB", "MATH", "hdmx", "meta", "kern"]
+        subsetter = ftsubset.Subsetter(options)
+        subsetter.populate(glyphs=font.subset.get_all_glyph_names())
+        subsetter.subset(ttfont)
+        out = BytesIO()
+        ttfont.save(out)
+        program = out.getvalue()
+        glyph_ids = {
+            code: ttfont.getGlyphID(glyph.glyph_name)
+            for glyph, code in font.subset.items()
+            if glyph is not None
+        }
 
     cid_to_gid = bytearray(256 * 256 * 2)
     bfchar: list[str] = []
     for glyph, code in font.subset.items():
         if glyph is None:
             continue
-        gid = ttfont.getGlyphID(glyph.glyph_name)
+        gid = glyph_ids[code]
         cid_to_gid[code * 2] = gid >> 8
         cid_to_gid[code * 2 + 1] = gid & 0xFF
         if isinstance(glyph.unicode, tuple) and glyph.unicode:
