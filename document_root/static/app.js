@@ -14,7 +14,8 @@
   const POLL_TIMEOUT_MS = 180000; // give up (with a message) after three minutes
   const SUBMIT_RETRIES = 5; // automatic resubmits after a 503
   const RECENT_LIMIT = 10;
-  const RECENT_EVERY_MS = 2000;
+  const RECENT_EVERY_MS = 2000; // while a listed job is still running
+  const RECENT_IDLE_MS = 20000; // otherwise, to pick up other people's jobs
   const STAGE_NAMES = {
     queued: "Queued, waiting for a worker",
     started: "Started",
@@ -368,8 +369,13 @@
 
   async function refreshRecent() {
     if (recentBusy) return;
-    recentBusy = true;
     clearTimeout(recentTimer);
+    if (document.hidden) {
+      // A background tab does not need a fresh list; look again later.
+      recentTimer = setTimeout(refreshRecent, RECENT_IDLE_MS);
+      return;
+    }
+    recentBusy = true;
     let again = false;
     try {
       const response = await fetch("/flask/tasks?limit=" + RECENT_LIMIT, { headers: { Accept: "application/json" } });
@@ -385,8 +391,8 @@
     } finally {
       recentBusy = false;
     }
-    // Refresh on a timer only while something is still running (or the list failed).
-    if (again) recentTimer = setTimeout(refreshRecent, RECENT_EVERY_MS);
+    // Refresh quickly while something is still running (or the list failed), slowly otherwise.
+    recentTimer = setTimeout(refreshRecent, again ? RECENT_EVERY_MS : RECENT_IDLE_MS);
   }
 
   /* ---------- wiring ---------- */
@@ -438,6 +444,9 @@
     if (current) follow(current.id);
   });
   $("recent-refresh").addEventListener("click", refreshRecent);
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) refreshRecent();
+  });
 
   refreshRecent();
 })();
