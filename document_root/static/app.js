@@ -11,7 +11,8 @@
   const POLL_FIRST_MS = 200;
   const POLL_MAX_MS = 2000;
   const POLL_FACTOR = 1.5;
-  const POLL_TIMEOUT_MS = 180000; // give up (with a message) after three minutes
+  // Give up (with a message) after three minutes; tests shorten it before the page loads.
+  const POLL_TIMEOUT_MS = Number(window.IRIS_POLL_TIMEOUT_MS) || 180000;
   const SUBMIT_RETRIES = 5; // automatic resubmits after a 503
   const RECENT_LIMIT = 10;
   const RECENT_EVERY_MS = 2000; // while a listed job is still running
@@ -255,9 +256,10 @@
       }
       if (problem) showNotice($("job-message"), problem, "warning");
       if (Date.now() - started > POLL_TIMEOUT_MS) {
-        showNotice($("job-message"), "Still not finished after " + POLL_TIMEOUT_MS / 60000 +
-          " minutes, so this page stopped checking. The job may be waiting behind others: " +
-          "keep waiting, or look for it in the recent jobs below.", "error");
+        showNotice($("job-message"), "Still not finished after " +
+          Math.round(POLL_TIMEOUT_MS / 1000) + " s, so this page stopped checking. " +
+          "The job may be waiting behind others: keep waiting, or look for it in the recent jobs below.",
+          "error");
         $("job-actions").hidden = false;
         return;
       }

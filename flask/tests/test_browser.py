@@ -320,6 +320,39 @@ def test_network_errors_are_shown(page: Page) -> None:
     assert len(dropped) == 2
 
 
+def test_gives_up_after_the_timeout_and_can_resume(browser: Browser, stack: Stack) -> None:
+    """A job stuck in the queue is injected (status always PENDING); resuming is real."""
+    context = browser.new_context(base_url=stack.base_url)
+    try:
+        context.add_init_script("window.IRIS_POLL_TIMEOUT_MS = 1500;")
+        page = context.new_page()
+        page.goto("/")
+
+        polled: list[str] = []
+
+        def stuck(route: Route) -> None:
+            polled.append(route.request.url)
+            task_id = route.request.url.rsplit("/", 1)[1]
+            body = {"task_id": task_id, "state": "PENDING", "progress": 0.0, "stage": "queued"}
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+        page.route(STATUS_URL, stuck)
+        page.get_by_role("button", name="Setosa", exact=True).click()
+        page.get_by_role("button", name="Predict").click()
+        expect(page.locator("#job-message")).to_contain_text("Still not finished after 2 s")
+        expect(page.locator("#stage")).to_have_text("Queued, waiting for a worker")
+        given_up_after = len(polled)
+        page.wait_for_timeout(2500)  # longer than the slowest poll interval
+        assert len(polled) == given_up_after, "the page kept polling after giving up"
+        assert given_up_after > 1  # it did poll, with backoff, before giving up
+        page.unroute(STATUS_URL)
+        page.get_by_role("button", name="Keep waiting").click()
+        expect(page.locator("#species")).to_have_text("setosa", timeout=JOB_TIMEOUT_MS)
+        expect(page.locator("#job-message")).to_be_hidden()
+    finally:
+        context.close()
+
+
 def test_failed_task_is_shown_plainly(page: Page) -> None:
     """A FAILURE status (the worker cannot be made to fail on demand) is injected."""
 
