@@ -11,6 +11,9 @@ worker_class = "gthread" if threads > 1 else "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
+# As long as nginx's 8 KiB request line, so an over-long URI is refused by nginx
+# with a JSON 414 instead of by gunicorn with an HTML one.
+limit_request_line = 8190
 # A unix socket is reached by nginx's workers, which may run as another user.
 umask = 0o007 if os.environ.get("GUNICORN_SOCKET_PRIVATE") else 0
 accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG") else None
