@@ -127,6 +127,11 @@ def _header(pdf: ReportPDF, data: ReportData) -> float:
     return 51.0
 
 
+def _cm(value: float) -> str:
+    """At least one decimal (6.0, 6.35): measurements read as measurements."""
+    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
+
+
 def _accuracy(card: Mapping[str, Any]) -> str:
     accuracy = card.get("cv_accuracy")
     if not isinstance(accuracy, int | float):
@@ -186,7 +191,7 @@ def _measurements(pdf: ReportPDF, data: ReportData, verdict: Assessment, y: floa
         set_text(pdf, 9.5, colour=INK)
         text(pdf, LEFT, y + 6.3, FEATURE_LABELS[feature])
         set_text(pdf, 9.5, "B", INK)
-        text(pdf, 72, y + 6.3, f"{comparison.value:g} cm", "R")
+        text(pdf, 72, y + 6.3, f"{_cm(comparison.value)} cm", "R")
         range_strip(
             pdf, 80, y + 2.8, 78, 4.4, axis_for(feature), stats[feature], comparison.value, colour
         )
@@ -206,7 +211,8 @@ def _measurements(pdf: ReportPDF, data: ReportData, verdict: Assessment, y: floa
 
 # The scatter section is drawn once at this height and shifted into place.
 _SCATTER_Y0 = 150.0
-_PLOT_W, _PLOT_H = 74.0, 64.0
+_PLOT_W, _PLOT_H = 74.0, 70.0
+_LAST_Y_WITH_CAPTION = 180.0
 
 
 def _plots(y: float) -> tuple[Plot, Plot]:
@@ -224,7 +230,7 @@ def _plots(y: float) -> tuple[Plot, Plot]:
     )
 
 
-def _scatters_static(pdf: ReportPDF, y: float) -> None:
+def _scatters_static(pdf: ReportPDF, y: float, caption: bool) -> None:
     _label(pdf, LEFT, y, "Where the sample sits among the 150 training flowers")
     for plot in _plots(y):
         scatter_static(pdf, plot)
@@ -241,15 +247,26 @@ def _scatters_static(pdf: ReportPDF, y: float) -> None:
     pdf.set_line_width(0.4)
     pdf.circle(x + 1.3, y - 1.1, 1.3, style="D")
     text(pdf, x + 4, y, "this sample")
+    if not caption:
+        return
+    set_text(pdf, 7.5, colour=MUTED)
+    note = (
+        "Each dot is one flower the model learnt from. Petal measurements separate the "
+        "three species best; in the sepal plot versicolor and virginica overlap, so a "
+        "sample between their clouds is the hardest to call."
+    )
+    for index, line in enumerate(wrap(pdf, note, CONTENT_W)):
+        text(pdf, LEFT, y + 6 + index * 3.8, line)
 
 
 @cache
-def _scatters_recording() -> Recording:
-    return record(lambda scratch: _scatters_static(scratch, _SCATTER_Y0))
+def _scatters_recording(caption: bool) -> Recording:
+    return record(lambda scratch: _scatters_static(scratch, _SCATTER_Y0, caption))
 
 
 def _scatters(pdf: ReportPDF, data: ReportData, y: float) -> None:
-    replay(pdf, _scatters_recording(), dy=y - _SCATTER_Y0)
+    # With both warnings shown, the caption would run into the footer.
+    replay(pdf, _scatters_recording(y <= _LAST_Y_WITH_CAPTION), dy=y - _SCATTER_Y0)
     for plot in _plots(y):
         sample_marker(pdf, plot, data.features)
 

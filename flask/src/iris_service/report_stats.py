@@ -156,7 +156,8 @@ class Assessment:
         if far:
             details = "; ".join(
                 f"{FEATURE_LABELS[c.feature].lower()} {c.value:g} cm is {abs(c.sigmas):.1f} "
-                f"standard deviations {'above' if c.sigmas > 0 else 'below'} the species mean"
+                f"standard deviations {'above' if c.sigmas > 0 else 'below'} the Iris "
+                f"{self.label} mean"
                 for c in far
             )
             out.append(
