@@ -29,7 +29,11 @@ cd "$ROOT/flask"
 info "ruff"
 ruff check src tests
 ruff format --check src tests
+# The load-test and benchmark scripts live outside the package: same rules.
+ruff check --config pyproject.toml ../locust ../bench/benchmark.py
+ruff format --check --config pyproject.toml ../locust ../bench/benchmark.py
 info "mypy"
 mypy
+mypy ../locust/locustfile.py ../locust/check_results.py ../bench/benchmark.py
 info "pytest"
 exec python -m pytest "$@"
