@@ -28,6 +28,7 @@ bp = Blueprint("bench", __name__, url_prefix="/flask/bench")
 @bp.post("/inline")
 def inline() -> Response:
     settings: Settings = current_app.extensions["iris_settings"]
+    received = datetime.now(UTC)
     try:
         measurements = validate_json(json.loads(request.get_data(cache=False)))
     except InvalidInputError as exc:  # a ValueError too: caught first
@@ -46,6 +47,8 @@ def inline() -> Response:
             label=prediction.label,
             probabilities=prediction.probabilities,
             model_version=model.version,
+            submitted_at=received,
+            model_card=model.card,
         )
     )
     report.write_atomically(pdf, settings.reports_dir / report.report_filename(task_id))
