@@ -2,7 +2,7 @@
 
 from celery.signals import worker_process_init
 
-from . import create_app
+from . import create_app, report
 from .retention import retention_step
 from .tasks import get_model
 
@@ -11,6 +11,9 @@ celery_app = flask_app.extensions["celery"]
 celery_app.steps["worker"].add(
     retention_step(flask_app.extensions["iris_settings"], flask_app.extensions["iris_store"])
 )
+# Fonts, recorded charts and the model card page are prepared once, here in the
+# parent: the pool processes forked from it inherit them, so no job pays for them.
+report.warm_up(get_model(flask_app.extensions["iris_settings"]).card)
 
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]
