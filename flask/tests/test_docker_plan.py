@@ -413,3 +413,109 @@ def test_health_check_scripts_come_from_the_repository() -> None:
         health = final_setting(DOCKERFILES[image], stage, "HEALTHCHECK") or ""
         for script in re.findall(r"/app/flask/bin/[\w.-]+", health):
             assert (ROOT / "flask" / "bin" / Path(script).name).is_file()
+
+
+# --- Docker-mode branches of the operating scripts ---------------------------
+
+FAKE_DOCKER = r"""#!/bin/bash
+# Stands in for a Docker engine with this project's four containers running.
+echo "$*" >> "$CALLS"
+case "$1" in
+  info) exit 0 ;;
+  ps)
+    if [[ "$*" == *"role=worker"* ]]; then
+      printf 'iris-celery-worker1\n'
+      if [[ -f "$CALLS.w2" ]]; then printf 'iris-celery-worker2\n'; fi
+    else
+      printf 'c1\nc2\nc3\nc4\n'
+    fi
+    ;;
+  exec) printf 'predictions\t7\t2\t1\nworker1@celery-worker1.celery.pidbox\t0\t0\t1\n' ;;
+  run)
+    if [[ "$*" == *worker2* ]]; then touch "$CALLS.w2"; fi
+    echo 0123abcd
+    ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+def fake_engine(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    calls = tmp_path / "calls"
+    var = tmp_path / "var"
+    var.mkdir()
+    (var / "secrets.env").write_text(
+        "RABBITMQ_USER=iris\nRABBITMQ_PASSWORD=x\nRABBITMQ_VHOST=iris\n"
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "VAR_DIR": str(var),
+        "CALLS": str(calls),
+    }
+    return env, calls
+
+
+def test_list_queues_in_docker_mode_asks_the_broker_container(tmp_path: Path) -> None:
+    env, calls = fake_engine(tmp_path)
+    result = subprocess.run(
+        [str(ROOT / "list_queues.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^predictions\s+7\s+2\s+1$", result.stdout, re.MULTILINE), result.stdout
+    execs = [line.split() for line in calls.read_text().splitlines() if line.startswith("exec")]
+    assert len(execs) == 1
+    assert execs[0][:5] == ["exec", "iris-rabbitmq", "rabbitmqctl", "-q", "list_queues"]
+    assert execs[0][execs[0].index("-p") + 1] == "iris"
+
+
+def test_launched_docker_workers_match_the_first(tmp_path: Path, runs: dict[str, Run]) -> None:
+    env, calls = fake_engine(tmp_path)
+    result = subprocess.run(
+        [str(ROOT / "launch_celery_worker.sh"), "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    started = [
+        parse_run(shlex.split(line)[1:])
+        for line in calls.read_text().splitlines()
+        if line.startswith("run ")
+    ]
+    assert [r.name for r in started] == ["iris-celery-worker2", "iris-celery-worker3"]
+    first = runs["worker"]
+    for i, run in enumerate(started, start=2):
+        assert run.image == first.image and run.command == []
+        assert run.get("--env") == [f"WORKER_NAME=worker{i}"]
+        assert run.get("--hostname") == [f"celery-worker{i}"]
+        # Everything else (network, restart, mounts, env file) as build.sh's worker1.
+        same = {k: v for k, v in run.options.items() if k not in ("--name", "--env", "--hostname")}
+        ref = {k: v for k, v in first.options.items() if k not in ("--name", "--env", "--hostname")}
+        ref["--env-file"] = [str(tmp_path / "var" / "secrets.env")]
+        assert same == ref
+
+
+def test_nginx_config_renders_with_the_images_settings(tmp_path: Path) -> None:
+    # What the nginx image's check stage does, with the runtime stage's ENV:
+    # the shared template must stay valid for Docker mode too.
+    env = {**os.environ, **dockerfile_env("nginx")}
+    env.update(FLASK_UPSTREAM="127.0.0.1:8000", NGINX_RUN_DIR=str(tmp_path / "nginx"))
+    env["DOCUMENT_ROOT"] = str(ROOT / "document_root")
+    env["REPORTS_DIR"] = str(tmp_path / "reports")
+    result = subprocess.run(
+        [str(ROOT / "nginx" / "start-nginx.sh"), "--check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    conf = (tmp_path / "nginx" / "nginx.conf").read_text()
+    assert re.search(r"^\s*listen 8080;", conf, re.MULTILINE)
+    assert "error_log stderr" in conf
