@@ -26,6 +26,7 @@ from .model import FEATURES
 from .report_charts import (
     INK,
     MUTED,
+    PROBABILITY_ROW,
     RULE,
     WHITE,
     Plot,
@@ -33,7 +34,9 @@ from .report_charts import (
     axis_for,
     heatmap,
     probability_bars,
+    probability_tracks,
     range_strip,
+    range_track,
     record,
     replay,
     sample_marker,
@@ -98,33 +101,57 @@ def _rule(pdf: ReportPDF, y: float) -> None:
 
 
 def _footer(pdf: ReportPDF, data: ReportData, page: int) -> None:
-    _rule(pdf, 284)
+    if page != 1:  # page 1's rule and number are part of its recorded frame
+        _rule(pdf, 284)
+        set_text(pdf, 7, colour=MUTED)
+        text(pdf, RIGHT, 288.5, f"page {page} of 2", "R")
     set_text(pdf, 7, colour=MUTED)
     text(pdf, LEFT, 288.5, f"{SERVICE_NAME} · task {data.task_id}")
-    text(pdf, RIGHT, 288.5, f"page {page} of 2", "R")
 
 
-def _header(pdf: ReportPDF, data: ReportData) -> float:
+_META_Y = 35.0
+_VERDICT_Y = 51.0
+_BARS_X = 112.0
+
+
+def _frame_static(pdf: ReportPDF, classes: int) -> None:
+    """Page 1's fixed furniture: banner, labels, empty bar tracks, footer rule."""
     pdf.set_fill_color(*NAVY)
     pdf.rect(0, 0, PAGE_W, 27, style="F")
     set_text(pdf, 18, "B", WHITE)
     text(pdf, LEFT, 13.5, "Iris species prediction")
-    set_text(pdf, 8.5, colour=tint(WHITE, 1.0))
-    pdf.set_text_color(200, 212, 230)
-    text(pdf, LEFT, 20.5, f"{SERVICE_NAME} · task {data.task_id}")
-    columns = (
-        ("Submitted (UTC)", _utc(data.submitted_at)),
-        ("Completed (UTC)", _utc(data.created_at)),
-        ("Model version", data.model_version),
-        ("Model accuracy", _accuracy(data.model_card)),
-    )
-    for index, (name, value) in enumerate(columns):
-        x = LEFT + index * CONTENT_W / 4
-        _label(pdf, x, 35, name)
-        set_text(pdf, 9, colour=INK)
-        text(pdf, x, 40, value)
+    for index, name in enumerate(
+        ("Submitted (UTC)", "Completed (UTC)", "Model version", "Model accuracy")
+    ):
+        _label(pdf, LEFT + index * CONTENT_W / 4, _META_Y, name)
     _rule(pdf, 44)
-    return 51.0
+    _label(pdf, LEFT, _VERDICT_Y, "Predicted species")
+    _label(pdf, _BARS_X, _VERDICT_Y, "Class probabilities")
+    probability_tracks(pdf, _BARS_X, _VERDICT_Y + 2.5, RIGHT - _BARS_X, classes)
+    _rule(pdf, 284)
+    set_text(pdf, 7, colour=MUTED)
+    text(pdf, RIGHT, 288.5, "page 1 of 2", "R")
+
+
+@cache
+def _frame_recording(classes: int) -> Recording:
+    return record(lambda scratch: _frame_static(scratch, classes))
+
+
+def _header(pdf: ReportPDF, data: ReportData) -> float:
+    replay(pdf, _frame_recording(len(data.probabilities)))
+    set_text(pdf, 8.5, colour=(200, 212, 230))
+    text(pdf, LEFT, 20.5, f"{SERVICE_NAME} · task {data.task_id}")
+    values = (
+        _utc(data.submitted_at),
+        _utc(data.created_at),
+        data.model_version,
+        _accuracy(data.model_card),
+    )
+    set_text(pdf, 9, colour=INK)
+    for index, value in enumerate(values):
+        text(pdf, LEFT + index * CONTENT_W / 4, _META_Y + 5, value)
+    return _VERDICT_Y
 
 
 def _cm(value: float) -> str:
@@ -141,7 +168,6 @@ def _accuracy(card: Mapping[str, Any]) -> str:
 
 
 def _verdict(pdf: ReportPDF, data: ReportData, verdict: Assessment, y: float) -> float:
-    _label(pdf, LEFT, y, "Predicted species")
     colour = species_colour(data.label, list(data.probabilities).index(data.label))
     # Darkened a fifth: the orange of versicolor is too light for text on white.
     set_text(pdf, 24, "B", (colour[0] * 4 // 5, colour[1] * 4 // 5, colour[2] * 4 // 5))
@@ -151,9 +177,8 @@ def _verdict(pdf: ReportPDF, data: ReportData, verdict: Assessment, y: float) ->
     for line in wrap(pdf, verdict.confidence_sentence(), 86):
         text(pdf, LEFT, bottom, line)
         bottom += 4.4
-    _label(pdf, 112, y, "Class probabilities")
-    probability_bars(pdf, 112, y + 2.5, RIGHT - 112, data.probabilities, data.label)
-    return max(bottom, y + 2.5 + 3 * 8 + 3) + 3
+    probability_bars(pdf, _BARS_X, y + 2.5, RIGHT - _BARS_X, data.probabilities, data.label)
+    return max(bottom, y + 2.5 + len(data.probabilities) * PROBABILITY_ROW + 3) + 3
 
 
 def _warnings(pdf: ReportPDF, warnings: list[str], y: float) -> float:
@@ -176,26 +201,54 @@ def _warnings(pdf: ReportPDF, warnings: list[str], y: float) -> float:
     return y + 2
 
 
+# The measurements table's fixed parts are drawn once at this height and shifted.
+_TABLE_Y0 = 100.0
+_ROW_H = 10.5
+_STRIP_X, _STRIP_W = 80.0, 78.0
+
+
+def _measurements_static(pdf: ReportPDF, y: float) -> None:
+    set_text(pdf, 6.5, colour=MUTED)
+    text(pdf, LEFT, y, "measurement")
+    text(pdf, 72, y, "value", "R")
+    text(pdf, _STRIP_X, y, "where it falls (species range, middle half, median; ● this sample)")
+    text(pdf, RIGHT, y, "percentile", "R")
+    y += 2
+    for feature in FEATURES:
+        _rule(pdf, y)
+        set_text(pdf, 9.5, colour=INK)
+        text(pdf, LEFT, y + 6.3, FEATURE_LABELS[feature])
+        range_track(pdf, _STRIP_X, y + 2.8, _STRIP_W, 4.4, axis_for(feature))
+        y += _ROW_H
+    _rule(pdf, y)
+
+
+@cache
+def _measurements_recording() -> Recording:
+    return record(lambda scratch: _measurements_static(scratch, _TABLE_Y0))
+
+
 def _measurements(pdf: ReportPDF, data: ReportData, verdict: Assessment, y: float) -> float:
     stats = training_stats().per_class[data.label]
     colour = species_colour(data.label, list(data.probabilities).index(data.label))
     _label(pdf, LEFT, y, f"Your measurements and the 50 training flowers of Iris {data.label}")
     y += 6
-    set_text(pdf, 6.5, colour=MUTED)
-    text(pdf, LEFT, y, "measurement")
-    text(pdf, 72, y, "value", "R")
-    text(pdf, 80, y, "where it falls (species range, middle half, median; ● this sample)")
-    text(pdf, RIGHT, y, "percentile", "R")
+    replay(pdf, _measurements_recording(), dy=y - _TABLE_Y0)
     y += 2
     for comparison in verdict.comparisons:
         feature = comparison.feature
-        _rule(pdf, y)
-        set_text(pdf, 9.5, colour=INK)
-        text(pdf, LEFT, y + 6.3, FEATURE_LABELS[feature])
         set_text(pdf, 9.5, "B", INK)
         text(pdf, 72, y + 6.3, f"{_cm(comparison.value)} cm", "R")
         range_strip(
-            pdf, 80, y + 2.8, 78, 4.4, axis_for(feature), stats[feature], comparison.value, colour
+            pdf,
+            _STRIP_X,
+            y + 2.8,
+            _STRIP_W,
+            4.4,
+            axis_for(feature),
+            stats[feature],
+            comparison.value,
+            colour,
         )
         feature_stats = stats[feature]
         if comparison.value < feature_stats.low:
@@ -206,8 +259,7 @@ def _measurements(pdf: ReportPDF, data: ReportData, verdict: Assessment, y: floa
             position = ordinal(max(1, min(99, round(comparison.percentile))))
         set_text(pdf, 9.5, "B" if comparison.far else "", WARN_EDGE if comparison.far else INK)
         text(pdf, RIGHT, y + 6.3, position, "R")
-        y += 10.5
-    _rule(pdf, y)
+        y += _ROW_H
     return y + 8
 
 

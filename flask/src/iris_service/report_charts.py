@@ -261,6 +261,23 @@ def sample_marker(pdf: FPDF, plot: Plot, sample: Mapping[str, float]) -> None:
 # --- bars and strips ---
 
 
+PROBABILITY_ROW = 8.0
+_NAME_W, _VALUE_W = 24.0, 16.0
+
+
+def probability_tracks(pdf: FPDF, x: float, y: float, w: float, count: int) -> None:
+    """The static half of ``probability_bars``: empty 0..100 % tracks and their scale."""
+    track_x, track_w = x + _NAME_W, w - _NAME_W - _VALUE_W
+    pdf.set_fill_color(*TRACK)
+    for index in range(count):
+        pdf.rect(track_x, y + index * PROBABILITY_ROW + 1, track_w, 4.6, style="F")
+    set_text(pdf, 6, colour=MUTED)
+    bottom = y + count * PROBABILITY_ROW + 1.2
+    text(pdf, track_x, bottom, "0", "C")
+    text(pdf, track_x + track_w / 2, bottom, "50 %", "C")
+    text(pdf, track_x + track_w, bottom, "100 %", "C")
+
+
 def probability_bars(
     pdf: FPDF,
     x: float,
@@ -268,20 +285,15 @@ def probability_bars(
     w: float,
     probabilities: Mapping[str, float],
     label: str,
-    row: float = 8.0,
 ) -> None:
-    """One row per class: name, a bar on a 0..100 % track, the percentage."""
-    name_w, value_w = 24.0, 16.0
-    track_x, track_w = x + name_w, w - name_w - value_w
+    """One row per class on the tracks: name, bar, percentage, and a 50 % guide."""
+    track_x, track_w = x + _NAME_W, w - _NAME_W - _VALUE_W
     for index, (name, p) in enumerate(probabilities.items()):
-        top = y + index * row
-        colour = species_colour(name, index)
+        top = y + index * PROBABILITY_ROW
         set_text(pdf, 9, "B" if name == label else "", INK)
         text(pdf, x, top + 4.4, name)
-        pdf.set_fill_color(*TRACK)
-        pdf.rect(track_x, top + 1, track_w, 4.6, style="F")
-        pdf.set_fill_color(*colour)
         if p > 0:
+            pdf.set_fill_color(*species_colour(name, index))
             pdf.rect(track_x, top + 1, max(track_w * p, 0.4), 4.6, style="F")
         text(pdf, x + w, top + 4.4, f"{p * 100:.1f} %", "R")
     # 50 % guide: a close call shows as two bars either side of it.
@@ -289,13 +301,17 @@ def probability_bars(
     pdf.set_line_width(0.15)
     pdf.set_dash_pattern(dash=0.6, gap=0.6)
     middle = track_x + track_w / 2
-    pdf.line(middle, y, middle, y + len(probabilities) * row - 1.4)
+    pdf.line(middle, y, middle, y + len(probabilities) * PROBABILITY_ROW - 1.4)
     pdf.set_dash_pattern()
-    set_text(pdf, 6, colour=MUTED)
-    bottom = y + len(probabilities) * row + 1.2
-    text(pdf, track_x, bottom, "0", "C")
-    text(pdf, middle, bottom, "50 %", "C")
-    text(pdf, track_x + track_w, bottom, "100 %", "C")
+
+
+def range_track(pdf: FPDF, x: float, y: float, w: float, h: float, axis: Axis) -> None:
+    """The static half of ``range_strip``: the track and its scale."""
+    pdf.set_fill_color(*TRACK)
+    pdf.rect(x, y, w, h, style="F")
+    set_text(pdf, 5.5, colour=MUTED)
+    text(pdf, x, y + h + 2.6, f"{axis.low:g}")
+    text(pdf, x + w, y + h + 2.6, f"{axis.high:g} cm", "R")
 
 
 def range_strip(
@@ -309,13 +325,11 @@ def range_strip(
     value: float,
     colour: RGB,
 ) -> None:
-    """The species' range (light), its middle half (darker), median, and the sample."""
+    """On a track: the species' range (light), middle half (darker), median, the sample."""
 
     def at(v: float) -> float:
         return x + (min(max(v, axis.low), axis.high) - axis.low) / (axis.high - axis.low) * w
 
-    pdf.set_fill_color(*TRACK)
-    pdf.rect(x, y, w, h, style="F")
     pdf.set_fill_color(*tint(colour, 0.35))
     pdf.rect(at(stats.low), y, max(at(stats.high) - at(stats.low), 0.3), h, style="F")
     q1, median, q3 = stats.quantile(0.25), stats.quantile(0.5), stats.quantile(0.75)
@@ -323,14 +337,10 @@ def range_strip(
     pdf.rect(at(q1), y, max(at(q3) - at(q1), 0.3), h, style="F")
     pdf.set_fill_color(*WHITE)
     pdf.rect(at(median) - 0.2, y, 0.4, h, style="F")
-    cx, cy = at(value), y + h / 2
     pdf.set_fill_color(*INK)
     pdf.set_draw_color(*WHITE)
     pdf.set_line_width(0.3)
-    pdf.circle(cx, cy, 1.35, style="DF")
-    set_text(pdf, 5.5, colour=MUTED)
-    text(pdf, x, y + h + 2.6, f"{axis.low:g}")
-    text(pdf, x + w, y + h + 2.6, f"{axis.high:g} cm", "R")
+    pdf.circle(at(value), y + h / 2, 1.35, style="DF")
 
 
 def heatmap(
