@@ -132,6 +132,8 @@ _REPLAY_PROLOGUE = "q 0 G 0 g 0.57 w 0 J 0 j [] 0 d"
 
 def replay(pdf: ReportPDF, recording: Recording, dy: float = 0.0) -> None:
     """Copy a recording into the current page, shifted down by dy mm."""
+    if not recording.portable:
+        raise ValueError("a recording with glyphs beyond the base repertoire: draw it live")
     for font in pdf.fonts.values():
         # What fpdf2's set_font does for a page: list the font in its resources.
         pdf._resource_catalog.add(PDFResourceType.FONT, font.i, pdf.page)

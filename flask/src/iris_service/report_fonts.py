@@ -47,7 +47,7 @@ FONT_DIR = Path(__file__).resolve().parent / "fonts"
 FAMILY = "dejavu"
 FONT_FILES = {"": FONT_DIR / "DejaVuSans.ttf", "B": FONT_DIR / "DejaVuSans-Bold.ttf"}
 # Pre-assigned in this order in every document: stable codes, one cached subset.
-BASE_REPERTOIRE = "".join(chr(c) for c in range(0x21, 0x7F)) + "–—…×±≈·°µ≤≥→←⚠✓•‘’“”σΣ"  # noqa: RUF001
+BASE_REPERTOIRE = "".join(chr(c) for c in range(0x21, 0x7F)) + "–—…×±≈·°µ≤≥→←⚠✓•●‘’“”σΣ"  # noqa: RUF001
 _CACHE_SIZE = 32
 
 
