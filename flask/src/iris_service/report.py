@@ -85,7 +85,7 @@ def _utc(value: datetime | None) -> str:
         return "not recorded"
     if value.tzinfo is not None:
         value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%d %H:%M:%S")
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _label(pdf: ReportPDF, x: float, y: float, value: str) -> None:
