@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -135,9 +136,34 @@ def test_monitor_prints_timestamped_rounds(ops_stack: Stack) -> None:
     assert all(m["bar"] == " " * 40 and m["depth"] == "0" for m in matches if m)
 
 
+def test_monitor_stops_cleanly_on_ctrl_c(ops_stack: Stack) -> None:
+    watcher = subprocess.Popen(
+        [str(ROOT / "monitor_queue.sh"), "-i", "0.5"],
+        env=ops_stack.env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        first = watcher.stdout.readline()  # running: one round printed
+        assert MONITOR_LINE.match(first.rstrip("\n")), first
+        watcher.send_signal(signal.SIGINT)
+        out, err = watcher.communicate(timeout=60)
+    finally:
+        watcher.kill()
+        watcher.wait()
+    assert watcher.returncode == 0, err
+    assert err.strip().endswith("stopped")
+    assert all(MONITOR_LINE.match(line) for line in out.splitlines())
+
+
 def test_health_check_script_on_the_local_processes(ops_stack: Stack) -> None:
     # The containers' HEALTHCHECK runs this script; here against local mode.
     assert shell(ops_stack, "flask/bin/healthcheck.sh web").returncode == 0
+    nowhere = shell(ops_stack, "GUNICORN_BIND=unix:/nonexistent flask/bin/healthcheck.sh web")
+    assert nowhere.returncode != 0 and "unhealthy" in nowhere.stderr
     worker = shell(ops_stack, "WORKER_NAME=worker1 flask/bin/healthcheck.sh worker")
     assert worker.returncode == 0, worker.stderr
     assert "pong" in worker.stdout
