@@ -22,6 +22,7 @@ fpdf2 is pinned exactly and the report tests check the result text and pixels.
 from __future__ import annotations
 
 import copy
+import threading
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -127,6 +128,7 @@ class ReportPDF(FPDF):
 
 
 _embedded_cache: OrderedDict[tuple[str, tuple[Any, ...]], _Embedded] = OrderedDict()
+_embedded_lock = threading.Lock()
 
 
 def _glyph_key(font: TTFFont) -> tuple[Any, ...]:
@@ -188,15 +190,17 @@ def _build_embedded(font: TTFFont) -> _Embedded:
 
 def _embedded(font: TTFFont) -> _Embedded:
     key = (font.fontkey, _glyph_key(font))
-    found = _embedded_cache.get(key)
-    if found is None:
-        found = _build_embedded(font)
-        _embedded_cache[key] = found
-        if len(_embedded_cache) > _CACHE_SIZE:
-            _embedded_cache.popitem(last=False)
-    else:
-        _embedded_cache.move_to_end(key)
-    return found
+    # A lock, for the web app's threads (the worker renders one report at a time).
+    with _embedded_lock:
+        found = _embedded_cache.get(key)
+        if found is None:
+            found = _build_embedded(font)
+            _embedded_cache[key] = found
+            if len(_embedded_cache) > _CACHE_SIZE:
+                _embedded_cache.popitem(last=False)
+        else:
+            _embedded_cache.move_to_end(key)
+        return found
 
 
 def _stream(content: bytes, *, compressed: bool) -> PDFContentStream:
