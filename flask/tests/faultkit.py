@@ -88,7 +88,7 @@ def children(pid: int) -> list[int]:
 
 def kill_group(pid: int, sig: signal.Signals = signal.SIGKILL, timeout: float = 30) -> None:
     """Signal a role's whole process group (build.sh starts each role with setsid)."""
-    os.killpg(pid, sig)
+    os.killpg(os.getpgid(pid), sig)
     wait_until(lambda: not alive(pid), timeout, f"process {pid} to exit")
 
 
@@ -118,14 +118,23 @@ def stop_rabbitmq(stack: Stack) -> None:
 
 
 def start_rabbitmq(stack: Stack, timeout: float = 120) -> float:
+    """Start the broker role as build.sh does; return the seconds until it is up."""
     start = time.monotonic()
     _local_env_shell(
         stack,
         'setsid nohup env HOME="$RABBITMQ_HOME_DIR" "$ROOT/rabbitmq/start-rabbitmq.sh" '
         '>>"$LOG_DIR/rabbitmq.log" 2>&1 </dev/null &\n'
-        'echo $! >"$RUN_DIR/rabbitmq.pid"\n'
-        f"local_rabbitmqctl -q await_startup --timeout {int(timeout)}",
-        timeout=timeout + 30,
+        'echo $! >"$RUN_DIR/rabbitmq.pid"',
+    )
+    # await_startup fails at once while the node is not yet registered: retry it.
+    _local_env_shell(
+        stack,
+        f"for _ in $(seq {int(timeout / 2)}); do\n"
+        "  local_rabbitmqctl -q await_startup --timeout 5 >/dev/null 2>&1 && exit 0\n"
+        "  sleep 1\n"
+        "done\n"
+        "exit 1",
+        timeout=timeout * 4,
     )
     return time.monotonic() - start
 

@@ -1,4 +1,6 @@
-"""Worker faults on a private stack: a pool process killed mid-job, SIGTERM, a poison job.
+"""Faults on one private stack: a pool process killed mid-job, SIGTERM, a poison job,
+the whole worker SIGKILLed during a burst, the broker killed during a burst, and
+SQLite under sustained contention.
 
 The stack runs with ``IRIS_TEST_HOOKS=1`` (see tasks.py): a job with
 ``sepal_length`` 99.25 stays running for ``TEST_TASK_DELAY_SECONDS`` so it can
@@ -10,23 +12,34 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from iris_service.tasks import POISON_JOB_SEPAL_LENGTH, SLOW_JOB_SEPAL_LENGTH
 
-from conftest import SETOSA, VIRGINICA, Stack, start_stack
+from conftest import SETOSA, VERSICOLOR, VIRGINICA, Stack, start_stack
 from faultkit import (
+    Tally,
     alive,
+    assert_clean_503,
     children,
+    db,
     job_row,
+    kill_group,
     queue_depth,
     reports_for,
     role_pid,
+    start_rabbitmq,
     start_worker,
+    states,
+    stop_rabbitmq,
+    submit_many,
+    wait_all_finished,
     wait_until,
 )
 
@@ -39,7 +52,15 @@ POISON = {**SETOSA, "sepal_length": POISON_JOB_SEPAL_LENGTH}
 @pytest.fixture(scope="module")
 def hooked() -> Iterator[Stack]:
     stack = start_stack(
-        {"IRIS_TEST_HOOKS": "1", "TEST_TASK_DELAY_SECONDS": "4", "CELERY_CONCURRENCY": "2"}
+        {
+            "IRIS_TEST_HOOKS": "1",
+            "TEST_TASK_DELAY_SECONDS": "4",
+            # Several writers on each side for the contention test.
+            "CELERY_CONCURRENCY": "3",
+            "WEB_CONCURRENCY": "4",
+            # The retention purge runs too, adding its writes (nothing is old enough).
+            "RESULT_CLEANUP_INTERVAL_SECONDS": "1",
+        }
     )
     try:
         yield stack
@@ -114,3 +135,129 @@ def test_poison_job_fails_after_bounded_attempts(hooked: Stack) -> None:
     other = hooked.submit(SETOSA)["task_id"]
     assert hooked.wait_done(other, timeout=60)["state"] == "SUCCESS"
     print(f"\npoison: 1 submitted, ended FAILURE after 4 starts in {took:.1f}s")
+
+
+def test_worker_sigkilled_during_burst_then_restarted(hooked: Stack) -> None:
+    tally = Tally()
+    with ThreadPoolExecutor(1) as background:
+        burst = background.submit(submit_many, hooked, 100, VERSICOLOR, 4, tally)
+        wait_until(lambda: len(tally.accepted) >= 30, 60, "30 accepted submits")
+        kill_group(role_pid(hooked, "worker"))  # main process and pool, at once
+        finished_before = sum(s == "SUCCESS" for s in states(hooked, tally.accepted).values())
+        burst.result()
+    # The broker was up all along: every submit was accepted.
+    assert tally.codes == {202: 100}, tally.codes
+    restarted = time.monotonic()
+    start_worker(hooked)
+    wait_all_finished(hooked, tally.accepted, timeout=240)
+    recovery = time.monotonic() - restarted
+    final = states(hooked, tally.accepted)
+    assert list(final.values()).count("SUCCESS") == 100, final
+    assert all((hooked.reports_dir / f"{t}.pdf").is_file() for t in tally.accepted)
+    print(
+        f"\nworker SIGKILL: 100 submitted, {finished_before} done at the kill, "
+        f"100 completed {recovery:.1f}s after the restart"
+    )
+
+
+def test_broker_outage_during_burst(hooked: Stack) -> None:
+    tally = Tally()
+    stop = threading.Event()
+
+    def keep_submitting() -> None:
+        while not stop.is_set():
+            submit_many(hooked, 4, SETOSA, threads=2, tally=tally)
+            time.sleep(0.05)
+
+    health = f"{hooked.base_url}/flask/health"
+    with ThreadPoolExecutor(1) as background:
+        burst = background.submit(keep_submitting)
+        try:
+            wait_until(lambda: len(tally.accepted) >= 20, 60, "20 accepted submits")
+            stop_rabbitmq(hooked)
+            down_at = time.monotonic()
+            accepted_at_stop = len(tally.accepted)
+            r = requests.get(health, timeout=30)
+            assert r.status_code == 503
+            assert r.json()["broker"].startswith("down")
+            assert "broker" in r.json()["error"]
+            assert r.headers["Retry-After"]
+            wait_until(lambda: len(tally.unavailable) >= 10, 120, "503s during the outage")
+            refused_during = len(tally.unavailable)
+
+            broker_back = start_rabbitmq(hooked)
+            # Both sides reconnect on their own: nothing is restarted but the broker.
+            healthy = wait_until(
+                lambda: requests.get(health, timeout=30).status_code == 200, 120, "health 200"
+            )
+            after = len(tally.accepted)
+            wait_until(lambda: len(tally.accepted) >= after + 20, 120, "submits accepted again")
+        finally:
+            stop.set()
+            burst.result()
+    outage = time.monotonic() - down_at
+
+    assert set(tally.codes) <= {202, 503}, tally.codes  # never a 500
+    for response in tally.unavailable:
+        assert_clean_503(response)
+    # A refused submit leaves no job behind; every accepted one finishes.
+    with db(hooked) as conn:
+        recorded = {row[0] for row in conn.execute("SELECT task_id FROM iris_jobs")}
+    assert set(tally.accepted) <= recorded
+    wait_all_finished(hooked, tally.accepted, timeout=240)
+    final = states(hooked, tally.accepted)
+    assert set(final.values()) == {"SUCCESS"}, final
+    print(
+        f"\nbroker outage: {sum(tally.codes.values())} submitted, {len(tally.accepted)} accepted "
+        f"and completed ({accepted_at_stop} before the stop), {refused_during}+ refused with 503 "
+        f"while down; broker up in {broker_back:.1f}s, app healthy {healthy:.1f}s later, "
+        f"outage {outage:.1f}s in total"
+    )
+
+
+def test_sqlite_contention(hooked: Stack) -> None:
+    """4 gunicorn workers, 3 pool processes and the purge write and read for 20 s."""
+    tally = Tally()
+    bad: list[str] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            ids = tally.accepted[-5:]
+            paths = [f"/flask/status/{t}" for t in ids] + ["/flask/tasks?limit=50"]
+            for path in paths:
+                r = session.get(hooked.base_url + path, timeout=60)
+                if r.status_code != 200 or "locked" in r.text:
+                    bad.append(f"{path}: {r.status_code} {r.text[:200]}")
+
+    def writer() -> None:
+        while not stop.is_set():
+            submit_many(hooked, 1, VIRGINICA, threads=1, tally=tally)
+
+    with ThreadPoolExecutor(8) as pool:
+        running = [pool.submit(writer) for _ in range(5)] + [pool.submit(reader) for _ in range(3)]
+        time.sleep(20)
+        stop.set()
+        for future in running:
+            future.result()
+
+    assert tally.codes.keys() == {202}, (tally.codes, [r.text for r in tally.other[:3]])
+    assert bad == []
+    wait_all_finished(hooked, tally.accepted, timeout=240)
+    with db(hooked) as conn:
+        rows = conn.execute(
+            "SELECT m.status, j.attempts FROM iris_jobs j JOIN celery_taskmeta m USING (task_id)"
+            f" WHERE task_id IN ({','.join('?' * len(tally.accepted))})",
+            tally.accepted,
+        ).fetchall()
+    assert len(rows) == len(tally.accepted)
+    # Every state update landed, and no job needed a retry because of a lock.
+    assert {status for status, _ in rows} == {"SUCCESS"}
+    assert {attempts for _, attempts in rows} == {1}
+    logs = "".join(
+        (hooked.var_dir / "log" / name).read_text(errors="replace")
+        for name in ("worker.log", "web.log")
+    )
+    assert "database is locked" not in logs
+    print(f"\ncontention: {len(tally.accepted)} submitted and completed in 20 s of mixed load")
