@@ -64,7 +64,7 @@ def create_app(
     if settings.bench_inline_endpoint:
         from . import bench_views
 
-        app.register_blueprint(bench_views.bp)
+        bench_views.init_app(app, settings)
     register_error_handlers(app)
     if not app.config.get("TESTING"):
         # FLASK_DEBUG in the environment must never turn debugging on in service.
