@@ -461,12 +461,13 @@ def print_table(results: list[dict[str, Any]], out: Any = sys.stdout) -> None:
         )
     print(file=out)
     cols = ("nginx", "web", "rabbitmq", "worker", "loadgen", "other")
-    head = f"{'CPU s/s':<15}" + "".join(f"{c:>9}" for c in cols) + f"{'worker ms/op':>14}"
+    head = f"{'CPU s/s':<15}" + "".join(f"{c:>9}" for c in cols) + f"{'worker ms/job':>14}"
     print(head, file=out)
     print("-" * len(head), file=out)
     for r in results:
         cpu, secs = r["cpu_seconds"], r["seconds"]
-        per_op = r["cpu_ms_per_op"].get("worker")
+        # Only in the queue phase is every op one job the worker ran.
+        per_op = r["cpu_ms_per_op"].get("worker") if r["phase"] == "queue" else None
         print(
             f"{r['phase'] + ' c=' + str(r['clients']):<15}"
             + "".join(f"{cpu.get(c, 0.0) / secs:>9.2f}" for c in cols)
