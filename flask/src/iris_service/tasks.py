@@ -66,14 +66,15 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
     store: StatusStore = current_app.extensions["iris_store"]
     task_id: str = task.request.id
 
-    attempts = store.begin_attempt(task_id)
-    if attempts is None:
+    attempt = store.begin_attempt(task_id)
+    if attempt is None:
         # Its submit was refused (503) or its record has expired: nothing to do.
         logger.warning("job %s has no record; dropping it", task_id)
         raise Ignore()
-    if attempts > settings.max_attempts:
+    if attempt.number > settings.max_attempts:
         raise PoisonJobError(
-            f"gave up after {attempts - 1} attempts: the worker died each time it ran this job"
+            f"gave up after {attempt.number - 1} attempts: "
+            "the worker died each time it ran this job"
         )
 
     # Re-check the world: the message may not come from our web app.
@@ -86,7 +87,6 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
     prediction = model.predict(values)
 
     task.update_state(state="PROGRESS", meta={"stage": "writing report", "progress": 0.6})
-    job = store.get(task_id)
     pdf = report.render(
         report.ReportData(
             task_id=task_id,
@@ -95,7 +95,7 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
             label=prediction.label,
             probabilities=prediction.probabilities,
             model_version=model.version,
-            submitted_at=None if job is None else job.submitted_at,
+            submitted_at=attempt.submitted_at,
             model_card=model.card,
         )
     )
