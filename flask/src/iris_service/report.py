@@ -348,6 +348,13 @@ def _key_values(pdf: ReportPDF, rows: list[tuple[str, str]], y: float) -> float:
     return y
 
 
+def _classifier(card: Mapping[str, Any]) -> str:
+    name = str(card.get("classifier", "not recorded"))
+    if name == "LogisticRegression":
+        return "LogisticRegression (multinomial, scikit-learn)"
+    return name
+
+
 def _settings(card: Mapping[str, Any]) -> str:
     settings = card.get("hyperparameters")
     if not isinstance(settings, Mapping) or not settings:
@@ -403,7 +410,7 @@ def _model_card(pdf: ReportPDF, card: Mapping[str, Any], model_version: str) -> 
     else:
         cv = "not recorded"
     rows = [
-        ("Classifier", f"{card.get('classifier', 'not recorded')} (multinomial, scikit-learn)"),
+        ("Classifier", _classifier(card)),
         ("Settings", _settings(card)),
         (
             "Training data",
