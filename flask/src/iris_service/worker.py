@@ -1,6 +1,6 @@
 """Entry point of the Celery worker: ``celery -A iris_service.worker worker``."""
 
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 from . import create_app, report
 from .retention import retention_step
@@ -11,9 +11,14 @@ celery_app = flask_app.extensions["celery"]
 celery_app.steps["worker"].add(
     retention_step(flask_app.extensions["iris_settings"], flask_app.extensions["iris_store"])
 )
-# Fonts, recorded charts and the model card page are prepared once, here in the
-# parent: the pool processes forked from it inherit them, so no job pays for them.
-report.warm_up(get_model(flask_app.extensions["iris_settings"]).card)
+
+
+@worker_init.connect  # type: ignore[untyped-decorator]
+def _prepare_report(**_: object) -> None:
+    # Fonts, recorded charts and the model card page, prepared once in the worker's
+    # main process before its pool forks: every pool process inherits them, so no
+    # job pays for them (and `celery inspect`, which imports this module, does not).
+    report.warm_up(get_model(flask_app.extensions["iris_settings"]).card)
 
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]
