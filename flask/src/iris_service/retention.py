@@ -82,6 +82,9 @@ def retention_step(settings: Settings, store: StatusStore) -> type[bootsteps.Sta
             self.tref: Any = None
 
         def start(self, worker: Any) -> None:
+            # Once soon after start too: a worker restarted more often than the
+            # interval would otherwise never purge.
+            worker.timer.call_after(min(10.0, settings.cleanup_interval_seconds), run)
             self.tref = worker.timer.call_repeatedly(
                 float(settings.cleanup_interval_seconds), run, priority=10
             )
