@@ -213,6 +213,16 @@ def _stream(content: bytes, *, compressed: bool) -> PDFContentStream:
 class _CachingOutputProducer(OutputProducer):
     """fpdf2's producer, with the TrueType font objects built from the cache."""
 
+    def _add_pages(self, *args: Any, **kwargs: Any) -> Any:
+        # Page streams at zlib level 1: twice as fast as the default level (0.5 ms
+        # a report) for about 1.5 KB more. fpdf2 reads the level from the class.
+        previous = PDFContentStream._COMPRESSION_LEVEL
+        PDFContentStream._COMPRESSION_LEVEL = 1
+        try:
+            return super()._add_pages(*args, **kwargs)
+        finally:
+            PDFContentStream._COMPRESSION_LEVEL = previous
+
     def _add_fonts(self, *args: Any) -> dict[int, Any]:
         fonts = [
             f
