@@ -386,6 +386,44 @@ def test_failed_task_is_shown_plainly(page: Page) -> None:
     expect(page.locator("#result-body")).to_be_hidden()
 
 
+CONTRAST_SCRIPT = """() => {
+    const rgb = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => {
+        const c = [r, g, b].map((v) => v / 255)
+            .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+    };
+    const background = (el) => {
+        for (; el; el = el.parentElement) {
+            const c = rgb(getComputedStyle(el).backgroundColor);
+            if (c.length === 3 || c[3] > 0) return c.slice(0, 3);
+        }
+        return [255, 255, 255];
+    };
+    const worst = [];
+    for (const el of document.querySelectorAll("body *")) {
+        const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+        if (!own || !el.checkVisibility() || el.closest("svg")) continue;
+        const style = getComputedStyle(el);
+        const fg = rgb(style.color).slice(0, 3);
+        const [a, b] = [lum(fg), lum(background(el))].sort((x, y) => y - x);
+        const ratio = (a + 0.05) / (b + 0.05);
+        if (ratio < 4.5) worst.push(el.tagName + "." + el.className + " " + ratio.toFixed(2));
+    }
+    return worst;
+}"""
+
+
+def test_text_contrast(page: Page) -> None:
+    """Every visible text (form, errors, result, recent list) has at least 4.5:1 contrast."""
+    page.get_by_role("button", name="Predict").click()  # empty: shows the error styles
+    expect(page.locator("#sepal_length-error")).to_be_visible()
+    assert page.evaluate(CONTRAST_SCRIPT) == []
+    run_example(page, "versicolor")
+    expect(page.locator("#recent-rows tr").first).to_be_visible()
+    assert page.evaluate(CONTRAST_SCRIPT) == []
+
+
 def test_phone_layout(page: Page) -> None:
     page.set_viewport_size({"width": 360, "height": 740})
     run_example(page, "versicolor")
