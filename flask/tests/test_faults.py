@@ -216,7 +216,7 @@ def test_broker_outage_during_burst(hooked: Stack) -> None:
 
 
 def test_sqlite_contention(hooked: Stack) -> None:
-    """4 gunicorn workers, 3 pool processes and the purge write and read for 20 s."""
+    """4 gunicorn workers, 3 pool processes and the purge write and read for 12 s."""
     tally = Tally()
     bad: list[str] = []
     stop = threading.Event()
@@ -236,8 +236,8 @@ def test_sqlite_contention(hooked: Stack) -> None:
             submit_many(hooked, 1, VIRGINICA, threads=1, tally=tally)
 
     with ThreadPoolExecutor(8) as pool:
-        running = [pool.submit(writer) for _ in range(5)] + [pool.submit(reader) for _ in range(3)]
-        time.sleep(20)
+        running = [pool.submit(writer) for _ in range(4)] + [pool.submit(reader) for _ in range(3)]
+        time.sleep(12)
         stop.set()
         for future in running:
             future.result()
@@ -260,4 +260,4 @@ def test_sqlite_contention(hooked: Stack) -> None:
         for name in ("worker.log", "web.log")
     )
     assert "database is locked" not in logs
-    print(f"\ncontention: {len(tally.accepted)} submitted and completed in 20 s of mixed load")
+    print(f"\ncontention: {len(tally.accepted)} submitted and completed in 12 s of mixed load")
