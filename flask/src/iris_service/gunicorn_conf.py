@@ -6,11 +6,17 @@ import os
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8001").split(",")
 workers = int(os.environ.get("WEB_CONCURRENCY", str(multiprocessing.cpu_count() * 2)))
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
-worker_class = "gthread" if threads > 1 else "sync"
+# gthread even with one thread: it keeps nginx's upstream connections alive,
+# where the sync worker closes each one after its request (a connect and a
+# graceful close per request). The benchmark measured about 3x the status
+# reads per second and a third less CPU per read than with sync.
+worker_class = "gthread"
 # Requests never wait on tasks; anything slower than this is a bug to surface.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
-keepalive = 5
+# Longer than nginx's upstream keepalive_timeout (60 s): nginx, not gunicorn,
+# closes an idle connection, so nginx never sends a request on one being closed.
+keepalive = 75
 # As long as nginx's 8 KiB request line, so an over-long URI is refused by nginx
 # with a JSON 414 instead of by gunicorn with an HTML one.
 limit_request_line = 8190
