@@ -80,9 +80,10 @@ def test_openapi_is_served_from_the_validating_schema(stack: Stack, tmp_path: Pa
     # Every route the app serves is described.
     app = create_app({"TESTING": True}, settings=make_settings(tmp_path))
     routes = {
-        rule.rule.replace("<task_id>", "{task_id}").replace("<filename>", "{task_id}.pdf")
+        rule.rule.replace("<task_id>", "{task_id}").replace("<filename>", "{task_id}" + suffix)
         for rule in app.url_map.iter_rules()
         if rule.rule.startswith("/flask/") and rule.endpoint.startswith("api.")
+        for suffix in (".pdf", ".png")
     }
     assert routes <= set(doc["paths"]), routes - set(doc["paths"])
 

@@ -169,7 +169,15 @@ def openapi_document() -> dict[str, Any]:
             "/flask/result/{task_id}.pdf": {
                 "get": {
                     "summary": "The PDF report of a finished job",
-                    "parameters": [_TASK_ID],
+                    "parameters": [
+                        _TASK_ID,
+                        {
+                            "name": "inline",
+                            "in": "query",
+                            "description": "1: Content-Disposition inline (preview)",
+                            "schema": {"enum": ["1"]},
+                        },
+                    ],
                     "responses": {
                         "200": {
                             "description": "the report",
@@ -177,6 +185,18 @@ def openapi_document() -> dict[str, Any]:
                         },
                         "400": _error("malformed task id"),
                         "404": _error("unknown job, or report expired"),
+                        "409": _error("not finished, or failed"),
+                    },
+                }
+            },
+            "/flask/result/{task_id}.png": {
+                "get": {
+                    "summary": "The class probabilities of a finished job as a bar chart",
+                    "parameters": [_TASK_ID],
+                    "responses": {
+                        "200": {"description": "the chart", "content": {"image/png": {}}},
+                        "400": _error("malformed task id"),
+                        "404": _error("unknown job"),
                         "409": _error("not finished, or failed"),
                     },
                 }
