@@ -253,6 +253,7 @@ docker_start() {
   mapfile -t opts < <(docker_common_opts "$C_NGINX" nginx)
   dk run "${opts[@]}" --hostname nginx --network-alias nginx \
     --publish "$HTTP_BIND:$HTTP_PORT:8080" \
+    --env "SUBMIT_RATE_LIMIT=${SUBMIT_RATE_LIMIT:-10r/s}" --env "SUBMIT_RATE_BURST=${SUBMIT_RATE_BURST:-20}" \
     --volume "$ROOT/document_root:/srv/document_root:ro" \
     "$DOCKER_PROJECT-nginx:$IMAGE_TAG" >/dev/null
   docker_wait_healthy "$C_NGINX" 60
