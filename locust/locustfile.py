@@ -108,11 +108,19 @@ class StatusWatcher(FastHttpUser):
     wait_time = between(1.0, 3.0)
     weight = 1
 
+    def on_start(self) -> None:
+        # The task list needs the bearer token when the service sets TASKS_API_TOKEN.
+        token = os.environ.get("TASKS_API_TOKEN")
+        self.list_headers = {"Authorization": f"Bearer {token}"} if token else {}
+
     @tag("status")
     @task(3)
     def watch_statuses(self) -> None:
         with self.client.get(
-            "/flask/tasks?limit=20", name="GET /flask/tasks", catch_response=True
+            "/flask/tasks?limit=20",
+            name="GET /flask/tasks",
+            headers=self.list_headers,
+            catch_response=True,
         ) as response:
             if response.status_code != 200:
                 response.failure(f"task list answered {response.status_code}")
@@ -124,7 +132,11 @@ class StatusWatcher(FastHttpUser):
     @tag("status")
     @task(1)
     def finished_jobs(self) -> None:
-        self.client.get("/flask/tasks?state=SUCCESS&limit=50", name="GET /flask/tasks?state=")
+        self.client.get(
+            "/flask/tasks?state=SUCCESS&limit=50",
+            name="GET /flask/tasks?state=",
+            headers=self.list_headers,
+        )
 
 
 class BurstUser(FastHttpUser):
