@@ -31,7 +31,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     )
     return {
         "broker_url": settings.broker_url,
-        "result_backend": f"db+{settings.database_url}",
+        # Celery's database backend, writing each state in one statement (backend.py).
+        "result_backend": f"iris_service.backend:SQLResultBackend+{settings.database_url}",
+        "iris_sqlite_busy_timeout_ms": settings.sqlite_busy_timeout_ms,
         "database_engine_callback": "iris_service.store:configure_backend_engine",
         "task_serializer": "json",
         "result_serializer": "json",

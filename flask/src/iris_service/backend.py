@@ -1,0 +1,70 @@
+"""Celery's database result backend, with each state write as one SQL statement.
+
+The stock ``DatabaseBackend`` writes a state through the ORM: a SELECT, a
+locking re-SELECT, an UPDATE and a commit, about 2.5 ms of worker CPU each, and
+a job writes three states. The profile showed that as over half of a job's
+time. This subclass keeps the same table, the same JSON encoding and the same
+rule (nothing overwrites SUCCESS), and does it in one UPDATE (an INSERT only for
+a job the web app never recorded). Reads are inherited unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.backends.database import DatabaseBackend
+from kombu.utils.encoding import ensure_bytes
+from sqlalchemy import Engine, insert, select, update
+
+from .store import TASKMETA, make_engine
+
+
+class SQLResultBackend(DatabaseBackend):  # type: ignore[misc]
+    """``result_backend = "iris_service.backend:SQLResultBackend+<SQLAlchemy URL>"``."""
+
+    _engine: Engine | None = None
+
+    def _writer(self) -> Engine:
+        # One pooled engine per process, rebuilt empty in forked children
+        # (make_engine registers the dispose-after-fork hook).
+        if self._engine is None:
+            busy = int(self.app.conf.get("iris_sqlite_busy_timeout_ms", 10_000))
+            self._engine = make_engine(self.url, immediate=True, busy_timeout_ms=busy)
+        return self._engine
+
+    def _store_result(
+        self,
+        task_id: str,
+        result: Any,
+        state: str,
+        traceback: str | None = None,
+        request: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        meta = self._get_result_meta(
+            result=ensure_bytes(self.encode(result)),  # type: ignore[no-untyped-call]
+            state=state,
+            traceback=traceback,
+            request=request,
+            format_date=False,
+            encode=True,
+        )
+        values = {
+            "status": state,
+            "result": meta["result"],
+            "traceback": meta["traceback"],
+            "date_done": meta["date_done"],
+        }
+        with self._writer().begin() as conn:
+            updated = conn.execute(
+                update(TASKMETA)
+                .where(TASKMETA.c.task_id == task_id, TASKMETA.c.status != "SUCCESS")
+                .values(**values)
+            ).rowcount
+            if updated:
+                return
+            exists = conn.execute(
+                select(TASKMETA.c.id).where(TASKMETA.c.task_id == task_id)
+            ).first()
+            if exists is None:
+                conn.execute(insert(TASKMETA).values(task_id=task_id, **values))
