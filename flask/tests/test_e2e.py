@@ -104,6 +104,10 @@ def test_no_traversal(stack: Stack, path: str) -> None:
     status, data = raw_get(stack, path)
     assert 400 <= status < 500, (path, status)
     assert b"root:" not in data
+    # Whoever refuses it (nginx or the app), the answer is JSON, never an HTML page.
+    headers, _, body = data.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in headers.lower(), (path, headers)
+    assert b'"error"' in body
 
 
 def test_reports_only_through_the_app(stack: Stack) -> None:
