@@ -19,7 +19,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from . import report
 from .config import Settings
 from .errors import ApiError
-from .tasks import get_model
+from .tasks import get_model, write_report
 from .validation import InvalidInputError, validate_json
 
 bp = Blueprint("bench", __name__, url_prefix="/flask/bench")
@@ -46,23 +46,11 @@ def inline() -> Response:
     model = get_model(settings)
     prediction = model.predict(values)
     task_id = str(uuid.uuid4())
-    pdf = report.render(
-        report.ReportData(
-            task_id=task_id,
-            created_at=datetime.now(UTC),
-            features=values,
-            label=prediction.label,
-            probabilities=prediction.probabilities,
-            model_version=model.version,
-            submitted_at=received,
-            model_card=model.card,
-        )
-    )
-    report.write_atomically(pdf, settings.reports_dir / report.report_filename(task_id))
+    _, size = write_report(settings, model, task_id, values, prediction, received)
     return jsonify(
         task_id=task_id,
         label=prediction.label,
         probabilities=prediction.probabilities,
         model_version=model.version,
-        report_bytes=len(pdf),
+        report_bytes=size,
     )
