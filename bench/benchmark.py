@@ -173,7 +173,7 @@ def free_port() -> int:
     import socket
 
     for _ in range(500):
-        port = random.randint(20000, 32000)  # noqa: S311 (not a secret)
+        port = random.randint(20000, 29989)  # noqa: S311 (not a secret)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))

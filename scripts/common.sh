@@ -48,12 +48,14 @@ ensure_venv() {
 }
 
 # A TCP port nobody listens on, below the ephemeral range so that an outgoing
-# connection cannot take it between now and the server's bind.
+# connection cannot take it between now and the server's bind, and below 30000:
+# RabbitMQ's CLI tools listen on RABBITMQ_DIST_PORT+10000..+10010 (30000 and up
+# for our dist ports), which must never be another server's port.
 free_port() {
   python3 - <<'PY'
 import random, socket
 for _ in range(200):
-    port = random.randint(20000, 32000)
+    port = random.randint(20000, 29989)
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
