@@ -30,10 +30,10 @@ info "ruff"
 ruff check src tests
 ruff format --check src tests
 # The load-test and benchmark scripts live outside the package: same rules.
-ruff check --config pyproject.toml ../locust ../bench/benchmark.py
-ruff format --check --config pyproject.toml ../locust ../bench/benchmark.py
+ruff check --config pyproject.toml ../locust ../bench
+ruff format --check --config pyproject.toml ../locust ../bench
 info "mypy"
 mypy
-mypy ../locust/locustfile.py ../locust/check_results.py ../bench/benchmark.py
+mypy ../locust/locustfile.py ../locust/check_results.py ../bench/benchmark.py ../bench/report_bench.py
 info "pytest"
 exec python -m pytest "$@"

@@ -67,9 +67,7 @@ def main() -> None:
     cold_ms = (time.perf_counter() - start) * 1000
     sizes = [len(report.render(d)) for d in data]
     print(f"cold first report: {cold_ms:.1f} ms (font parsing, subsetting, recording)")
-    print(
-        f"file size: {min(sizes) / 1024:.1f} to {max(sizes) / 1024:.1f} KiB ({len(first)} bytes)"
-    )
+    print(f"file size: {min(sizes) / 1024:.1f} to {max(sizes) / 1024:.1f} KiB ({len(first)} bytes)")
 
     # Wall time is what a job waits; CPU time is what a report costs, and stays
     # honest when other processes share the cores.
