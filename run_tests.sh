@@ -30,10 +30,11 @@ info "ruff"
 ruff check src tests
 ruff format --check src tests
 # The load-test and benchmark scripts live outside the package: same rules.
-ruff check --config pyproject.toml ../locust ../bench
-ruff format --check --config pyproject.toml ../locust ../bench
+ruff check --config pyproject.toml ../locust ../bench ../scripts
+ruff format --check --config pyproject.toml ../locust ../bench ../scripts
 info "mypy"
 mypy
-mypy ../locust/locustfile.py ../locust/check_results.py ../bench/benchmark.py ../bench/report_bench.py
+mypy ../locust/locustfile.py ../locust/check_results.py ../bench/benchmark.py ../bench/report_bench.py \
+  ../scripts/localstack.py
 info "pytest"
 exec python -m pytest "$@"

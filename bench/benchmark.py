@@ -25,11 +25,9 @@ import json
 import os
 import platform
 import random
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -41,6 +39,10 @@ from typing import Any
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
+# The stack helper shared with the tests: scripts/localstack.py.
+sys.path.insert(0, str(ROOT / "scripts"))
+import localstack  # noqa: E402
+
 ROLES = ("nginx", "web", "rabbitmq", "worker")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 JOB_TIMEOUT = 60.0
@@ -141,7 +143,8 @@ class Stack:
     base_url: str
     var_dir: Path
     env: dict[str, str]
-    owned: bool
+    # The stack this run started (None when measuring one given with --url).
+    local: localstack.LocalStack | None
 
     def pids(self) -> dict[str, int]:
         found = {}
@@ -156,64 +159,25 @@ class Stack:
         return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
     def stop(self) -> None:
-        if not self.owned:
-            return
-        subprocess.run(
-            [str(ROOT / "build.sh"), "--stop"],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            timeout=300,
-            check=False,
-        )
-        shutil.rmtree(self.var_dir, ignore_errors=True)
-
-
-def free_port() -> int:
-    import socket
-
-    for _ in range(500):
-        port = random.randint(20000, 29989)  # noqa: S311 (not a secret)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
+        if self.local is not None:
+            self.local.stop()
 
 
 def start_stack(extra_env: dict[str, str]) -> Stack:
-    var_dir = Path(tempfile.mkdtemp(prefix="iris-bench-"))
-    var_dir.chmod(0o755)  # nginx's workers may run as another user
-    port = free_port()
+    print("starting a private local stack ...", file=sys.stderr)
     env = {
-        **os.environ,
-        "VAR_DIR": str(var_dir),
-        "HTTP_PORT": str(port),
-        "DATABASE_URL": f"sqlite:///{var_dir / 'results.sqlite'}",
-        "REPORTS_DIR": str(var_dir / "reports"),
         "BENCH_INLINE_ENDPOINT": "1",
         # All the load comes from one address: nginx's per-address submit limit
         # would measure itself, not the service.
         "SUBMIT_RATE_LIMIT": "off",
         **extra_env,
     }
-    stack = Stack(f"http://127.0.0.1:{port}", var_dir, env, owned=True)
-    print(f"starting the local stack in {var_dir} on port {port} ...", file=sys.stderr)
-    started = subprocess.run(
-        [str(ROOT / "build.sh"), "--local"],
-        env=env,
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        timeout=600,
-        check=False,
-    )
-    if started.returncode != 0:
-        stack.stop()
-        raise SystemExit(f"build.sh --local failed:\n{started.stdout}\n{started.stderr}")
-    return stack
+    try:
+        local = localstack.start(env, prefix="iris-bench-", timeout=600)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
+    print(f"... up at {local.base_url} (state in {local.var_dir})", file=sys.stderr)
+    return Stack(local.base_url, local.var_dir, local.env, local)
 
 
 # --- the load generator ------------------------------------------------------
@@ -567,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     extra_env = dict(item.split("=", 1) for item in args.env)
     if args.url:
         env = {**os.environ, **_read_env_files(args.var_dir), **extra_env}
-        stack = Stack(args.url.rstrip("/"), args.var_dir, env, owned=False)
+        stack = Stack(args.url.rstrip("/"), args.var_dir, env, None)
     else:
         stack = start_stack(extra_env)
     started = datetime.now(UTC)

@@ -47,23 +47,10 @@ ensure_venv() {
   fi
 }
 
-# A TCP port nobody listens on, below the ephemeral range so that an outgoing
-# connection cannot take it between now and the server's bind, and below 30000:
-# RabbitMQ's CLI tools listen on RABBITMQ_DIST_PORT+10000..+10010 (30000 and up
-# for our dist ports), which must never be another server's port.
+# A free TCP port, by the one rule every port of this project is picked with
+# (scripts/localstack.py says why it is below 30000).
 free_port() {
-  python3 - <<'PY'
-import random, socket
-for _ in range(200):
-    port = random.randint(20000, 29989)
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        print(port)
-        break
-PY
+  python3 "$ROOT/scripts/localstack.py" free-port
 }
 
 # Generated once: the broker credentials every role reads (git-ignored).

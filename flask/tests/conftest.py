@@ -8,16 +8,13 @@ at the end of the session.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import localstack
 import pytest
 import requests
 from flask import Flask
@@ -31,21 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 VERSICOLOR = {"sepal_length": 6.4, "sepal_width": 3.2, "petal_length": 4.5, "petal_width": 1.5}
 VIRGINICA = {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5}
-
-
-def free_port() -> int:
-    """A port nothing listens on, below 30000 (see free_port in scripts/common.sh)."""
-    import random
-
-    for _ in range(500):
-        port = random.randint(20000, 29989)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
 
 
 def make_settings(
@@ -78,15 +60,8 @@ def _read_env(path: Path) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
-@dataclass
-class Stack:
-    """A running local stack: private RabbitMQ node, worker, gunicorn, nginx."""
-
-    var_dir: Path
-    env: dict[str, str]
-    base_url: str
-    reports_dir: Path
-    database_url: str
+class Stack(localstack.LocalStack):
+    """A running local stack (private RabbitMQ node, worker, gunicorn, nginx), for tests."""
 
     @property
     def broker_url(self) -> str:
@@ -116,20 +91,10 @@ class Stack:
             check=False,
         )
 
-    def stop(self) -> None:
-        """Stop every process of this stack and remove its state folder."""
-        subprocess.run(
-            [str(ROOT / "build.sh"), "--stop"],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            timeout=180,
-            check=False,
-        )
-        if os.environ.get("KEEP_STACK_LOGS") and (self.var_dir / "log").exists():
-            target = ROOT / "test-artifacts" / "stack-logs" / self.var_dir.name
-            shutil.copytree(self.var_dir / "log", target, dirs_exist_ok=True)
-        shutil.rmtree(self.var_dir, ignore_errors=True)
+    def stop(self, keep_logs_in: Path | None = None) -> None:
+        if keep_logs_in is None and os.environ.get("KEEP_STACK_LOGS"):
+            keep_logs_in = ROOT / "test-artifacts" / "stack-logs" / self.var_dir.name
+        super().stop(keep_logs_in)
 
     def submit(self, features: dict[str, float]) -> dict[str, Any]:
         r = requests.post(f"{self.base_url}/flask/predict", json=features, timeout=10)
@@ -156,33 +121,8 @@ def start_stack(extra_env: dict[str, str] | None = None) -> Stack:
     Tests that break things (kill workers, stop the broker) start their own with
     this and call ``stop()``; everything else shares the session's ``stack``.
     """
-    var_dir = Path(tempfile.mkdtemp(prefix="iris-stack-"))
-    # nginx's workers may run as another user: they must reach sockets and reports.
-    var_dir.chmod(0o755)
-    reports = var_dir / "reports"
-    port = free_port()
-    env = {
-        **os.environ,
-        "VAR_DIR": str(var_dir),
-        "HTTP_PORT": str(port),
-        "DATABASE_URL": f"sqlite:///{var_dir / 'results.sqlite'}",
-        "REPORTS_DIR": str(reports),
-        **(extra_env or {}),
-    }
-    stack = Stack(var_dir, env, f"http://127.0.0.1:{port}", reports, env["DATABASE_URL"])
-    started = subprocess.run(
-        [str(ROOT / "build.sh"), "--local"],
-        env=env,
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    if started.returncode != 0 or started.stdout.strip() != f"{stack.base_url}/":
-        stack.stop()
-        raise RuntimeError(f"build.sh failed:\n{started.stdout}\n{started.stderr}")
-    return stack
+    started = localstack.start(extra_env)
+    return Stack(started.var_dir, started.env, started.base_url)
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .store import TASK_STATES as _STATES
 from .validation import UUID_RE, Measurements
-from .views import TASK_STATES as _STATES
 
 TASK_STATES = list(_STATES)
 

@@ -54,6 +54,8 @@ JOBS = Table(
     sqlite_autoincrement=True,
 )
 
+# The states a job shows through the API, in the order it passes them.
+TASK_STATES = ("PENDING", "STARTED", "PROGRESS", "SUCCESS", "FAILURE")
 FINISHED_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 
 

@@ -23,7 +23,8 @@ from . import report_charts
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .errors import ApiError
-from .store import JobStatus, StatusStore
+from .openapi import openapi_document
+from .store import TASK_STATES, JobStatus, StatusStore
 from .tasks import get_model
 from .validation import InvalidInputError, Measurements, is_task_id, validate_form, validate_json
 
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/flask")
 
 RETRY_AFTER_SECONDS = 5
-TASK_STATES = ("PENDING", "STARTED", "PROGRESS", "SUCCESS", "FAILURE")
 _STAGES = {"PENDING": "queued", "STARTED": "started", "SUCCESS": "done", "FAILURE": "failed"}
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -211,7 +211,7 @@ def result(filename: str) -> Response:
         message = (
             "the task failed; it has no report"
             if job.state == "FAILURE"
-            else ("the report is not ready yet")
+            else "the report is not ready yet"
         )
         raise ApiError(
             409, message, state=job.state, status_url=url_for("api.status", task_id=task_id)
@@ -296,8 +296,6 @@ def model_card() -> Response:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    from .openapi import openapi_document  # imports this module: load it late
-
     return jsonify(openapi_document())
 
 
