@@ -18,9 +18,14 @@ ensure_debs() {
   local missing=() cmd pkg
   while (($#)); do
     cmd="$1" pkg="$2"; shift 2
-    if ! command -v "$cmd" >/dev/null 2>&1 && [[ ! -x "$cmd" ]]; then
-      missing+=("$pkg")
+    # A bare name is looked up on PATH only: "nginx" must not match the
+    # checkout's nginx/ folder when the caller runs from the repository root.
+    if [[ "$cmd" == */* ]]; then
+      [[ -x "$cmd" ]] && continue
+    elif command -v "$cmd" >/dev/null 2>&1; then
+      continue
     fi
+    missing+=("$pkg")
   done
   ((${#missing[@]})) || return 0
   if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
