@@ -82,6 +82,29 @@ def test_scripts_without_a_running_system(args: list[str], message: str, tmp_pat
     assert result.stdout == ""
 
 
+def test_ensure_debs_is_not_fooled_by_a_folder_of_the_same_name(tmp_path: Path) -> None:
+    """A missing command whose name is also a folder here (like nginx/) is still installed."""
+    (tmp_path / "iris-no-such-command").mkdir()
+    script = (
+        f". {ROOT}/scripts/common.sh\n"
+        # Stand-ins: the test sees what would be installed and never runs apt.
+        'id() { echo 0; }; apt-get() { echo "apt-get $*"; }\n'
+        "ensure_debs iris-no-such-command iris-no-such-package bash bash /bin/sh dash\n"
+    )
+    result = subprocess.run(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    installs = [line for line in result.stderr.splitlines() if line.startswith("apt-get install")]
+    assert len(installs) == 1, result.stderr
+    assert installs[0].split()[-1] == "iris-no-such-package"
+
+
 @pytest.fixture(scope="module")
 def ops_stack() -> Iterator[Stack]:
     stack = start_stack()
