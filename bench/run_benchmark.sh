@@ -10,7 +10,7 @@ set -o errexit -o nounset -o pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
   echo "usage: bench/run_benchmark.sh [--quick] [--clients N...] [--warmup S] [--duration S]" >&2
-  echo "       [--poll-ms MS] [--no-submit] [--env NAME=VALUE]... [--url URL --var-dir DIR]" >&2
+  echo "       [--poll-ms MS] [--no-submit] [--phases P...] [--env NAME=VALUE]... [--url URL --var-dir DIR]" >&2
   echo "about 3 minutes in full; --quick is a smoke run of about 40 seconds" >&2
   exit 0
 fi

@@ -100,3 +100,51 @@ def test_health_names_the_broker(client: FlaskClient) -> None:
     assert body["database"] == "ok"
     assert body["broker"].startswith("down")
     assert "broker" in body["error"]
+
+
+BEHIND_NGINX = {"X-Sendfile-Type": "X-Accel-Redirect"}
+
+
+def _finish(app: Flask, task_id: str, state: str, submitted_hours_ago: float = 0) -> None:
+    store = store_of(app)
+    store.create_pending(task_id, SETOSA)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE celery_taskmeta SET status = ?, date_done = datetime('now') WHERE task_id = ?",
+            (state, task_id),
+        )
+        conn.exec_driver_sql(
+            "UPDATE iris_jobs SET submitted_at = datetime('now', ?) WHERE task_id = ?",
+            (f"-{submitted_hours_ago * 3600:.0f} seconds", task_id),
+        )
+
+
+@pytest.mark.parametrize(
+    ("state", "hours_ago", "expected"),
+    [
+        ("PENDING", 0, None),
+        ("STARTED", 0, None),
+        ("PROGRESS", 0, None),
+        ("SUCCESS", 0, "60"),
+        ("FAILURE", 0, "60"),
+        # Within a minute of its expiry (7 days): kept only until then.
+        ("SUCCESS", 7 * 24 - 0.25 / 60, "15"),
+        # Past its expiry, waiting for the purge: never kept.
+        ("SUCCESS", 7 * 24 + 1, None),
+    ],
+)
+def test_nginx_may_keep_only_finished_unexpired_statuses(
+    app: Flask, client: FlaskClient, state: str, hours_ago: float, expected: str | None
+) -> None:
+    task_id = str(uuid.uuid4())
+    _finish(app, task_id, state, hours_ago)
+    r = client.get(f"/flask/status/{task_id}", headers=BEHIND_NGINX)
+    assert r.status_code == 200 and r.get_json()["state"] == state
+    if expected is None:
+        assert "X-Accel-Expires" not in r.headers
+    else:
+        # A second or two may pass between the update and the read.
+        assert abs(int(r.headers["X-Accel-Expires"]) - int(expected)) <= 2
+    assert r.headers["Cache-Control"] == "no-store"
+    # Straight from gunicorn (no nginx in front) the header is never sent.
+    assert "X-Accel-Expires" not in client.get(f"/flask/status/{task_id}").headers

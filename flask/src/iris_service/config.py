@@ -61,6 +61,9 @@ class Settings:
     log_level: str = "INFO"
     # How often each worker deletes results and PDFs older than the retention.
     cleanup_interval_seconds: int = 3600
+    # How long nginx may keep a finished job's status (it never changes, but a
+    # purged job stays visible through nginx this long); 0 turns the cache off.
+    status_cache_seconds: int = 60
     # When set, GET /flask/tasks requires "Authorization: Bearer <token>".
     tasks_api_token: str | None = None
     # Test-only fault injection (tasks.py, testhooks): never set in production.
@@ -89,6 +92,7 @@ def load_settings() -> Settings:
         broker_connect_timeout=float(_env("BROKER_CONNECT_TIMEOUT", "2.0")),
         log_level=_env("LOG_LEVEL", "INFO").upper(),
         cleanup_interval_seconds=_env_int("RESULT_CLEANUP_INTERVAL_SECONDS", 3600),
+        status_cache_seconds=_env_int("STATUS_CACHE_SECONDS", 60),
         tasks_api_token=_env("TASKS_API_TOKEN", "") or None,
         test_hooks=_env("IRIS_TEST_HOOKS", "0") == "1",
         test_task_delay_seconds=float(_env("TEST_TASK_DELAY_SECONDS", "5")),

@@ -24,7 +24,7 @@ from .celery_app import PREDICT_TASK
 from .config import Settings
 from .errors import ApiError
 from .openapi import openapi_document
-from .store import TASK_STATES, JobStatus, StatusStore
+from .store import TASK_STATES, JobStatus, StatusStore, utcnow
 from .tasks import get_model
 from .validation import InvalidInputError, Measurements, is_task_id, validate_form, validate_json
 
@@ -164,7 +164,7 @@ def _public_result(job: JobStatus) -> dict[str, Any] | None:
 def status(task_id: str) -> Response:
     job = _lookup(task_id)
     progress, stage = _progress(job)
-    return jsonify(
+    response = jsonify(
         task_id=job.task_id,
         state=job.state,
         progress=progress,
@@ -174,6 +174,28 @@ def status(task_id: str) -> Response:
         submitted_at=_iso(job.submitted_at),
         finished_at=_iso(job.finished_at),
     )
+    cache_seconds = _status_cache_seconds(job, _settings())
+    if cache_seconds > 0 and _behind_nginx():
+        # nginx answers repeated reads itself for that long; it drops this
+        # header, and clients still get no-store.
+        response.headers["X-Accel-Expires"] = str(cache_seconds)
+    return response
+
+
+def _status_cache_seconds(job: JobStatus, settings: Settings) -> int:
+    """How long nginx may keep this status: 0 unless the job is finished.
+
+    A finished status never changes, but the retention purge deletes it: the
+    time is cut at the job's expiry, so nginx never shows a purged job.
+    """
+    if job.state not in ("SUCCESS", "FAILURE"):
+        return 0
+    expires_in = settings.retention_seconds - (utcnow() - job.submitted_at).total_seconds()
+    return max(0, min(settings.status_cache_seconds, int(expires_in)))
+
+
+def _behind_nginx() -> bool:
+    return request.headers.get("X-Sendfile-Type") == "X-Accel-Redirect"
 
 
 @bp.get("/status")
@@ -226,7 +248,7 @@ def result(filename: str) -> Response:
     download_name = f"iris-report-{task_id}.pdf"
     # ?inline=1 lets the web UI preview the PDF in a frame; the default stays a download.
     inline = request.args.get("inline") == "1"
-    if request.headers.get("X-Sendfile-Type") == "X-Accel-Redirect":
+    if _behind_nginx():
         # Behind nginx: let nginx send the bytes from its internal location.
         response = Response(status=200, mimetype="application/pdf")
         response.headers["X-Accel-Redirect"] = f"/_reports/{name}"
