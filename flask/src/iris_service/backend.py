@@ -14,9 +14,22 @@ from typing import Any
 
 from celery.backends.database import DatabaseBackend
 from kombu.utils.encoding import ensure_bytes
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 
 from .store import TASKMETA, make_engine
+
+# Built once (see store.py): the bind names differ from the columns they set.
+_UPDATE_STATE = (
+    update(TASKMETA)
+    .where(TASKMETA.c.task_id == bindparam("job"), TASKMETA.c.status != "SUCCESS")
+    .values(
+        status=bindparam("new_status"),
+        result=bindparam("new_result"),
+        traceback=bindparam("new_traceback"),
+        date_done=bindparam("new_date_done"),
+    )
+)
+_FIND = select(TASKMETA.c.id).where(TASKMETA.c.task_id == bindparam("job"))
 
 
 class SQLResultBackend(DatabaseBackend):  # type: ignore[misc]
@@ -57,14 +70,9 @@ class SQLResultBackend(DatabaseBackend):  # type: ignore[misc]
         }
         with self._writer().begin() as conn:
             updated = conn.execute(
-                update(TASKMETA)
-                .where(TASKMETA.c.task_id == task_id, TASKMETA.c.status != "SUCCESS")
-                .values(**values)
+                _UPDATE_STATE, {"job": task_id, **{f"new_{k}": v for k, v in values.items()}}
             ).rowcount
             if updated:
                 return
-            exists = conn.execute(
-                select(TASKMETA.c.id).where(TASKMETA.c.task_id == task_id)
-            ).first()
-            if exists is None:
+            if conn.execute(_FIND, {"job": task_id}).first() is None:
                 conn.execute(insert(TASKMETA).values(task_id=task_id, **values))

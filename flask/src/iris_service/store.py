@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -57,6 +58,36 @@ JOBS = Table(
 # The states a job shows through the API, in the order it passes them.
 TASK_STATES = ("PENDING", "STARTED", "PROGRESS", "SUCCESS", "FAILURE")
 FINISHED_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
+
+# The hot statements, built once with bind parameters: building a statement
+# per call cost more CPU than running it (SQLAlchemy caches the compiled form
+# and the cache key of a reused statement object).
+_SELECT_STATUS = select(
+    JOBS.c.id,
+    JOBS.c.task_id,
+    JOBS.c.submitted_at,
+    JOBS.c.attempts,
+    TASKMETA.c.status,
+    TASKMETA.c.result,
+    TASKMETA.c.date_done,
+).select_from(JOBS.outerjoin(TASKMETA, TASKMETA.c.task_id == JOBS.c.task_id))
+_GET_STATUS = _SELECT_STATUS.where(JOBS.c.task_id == bindparam("task_id"))
+_INSERT_JOB = insert(JOBS)
+_INSERT_META = insert(TASKMETA)
+_COUNT_ATTEMPT = (
+    update(JOBS)
+    .where(JOBS.c.task_id == bindparam("job"))
+    .values(attempts=JOBS.c.attempts + 1)
+    .returning(JOBS.c.attempts, JOBS.c.submitted_at)
+)
+_MARK_STARTED = (
+    update(TASKMETA)
+    .where(
+        TASKMETA.c.task_id == bindparam("job"),
+        TASKMETA.c.status.not_in(FINISHED_STATES),
+    )
+    .values(status="STARTED", date_done=bindparam("now"))
+)
 
 
 def utcnow() -> datetime:
@@ -177,27 +208,13 @@ class StatusStore:
         with self.engine.begin() as conn:
             yield conn
 
-    def _base_query(self) -> Any:
-        return select(
-            JOBS.c.id,
-            JOBS.c.task_id,
-            JOBS.c.submitted_at,
-            JOBS.c.attempts,
-            TASKMETA.c.status,
-            TASKMETA.c.result,
-            TASKMETA.c.date_done,
-        ).select_from(JOBS.outerjoin(TASKMETA, TASKMETA.c.task_id == JOBS.c.task_id))
-
     def create_pending(self, task_id: str, inputs: dict[str, float]) -> datetime:
         """Record a job as PENDING; must commit before its message is published."""
         now = utcnow()
+        job = {"task_id": task_id, "submitted_at": now, "inputs": json.dumps(inputs), "attempts": 0}
         with self._tx() as conn:
-            conn.execute(
-                insert(JOBS).values(
-                    task_id=task_id, submitted_at=now, inputs=json.dumps(inputs), attempts=0
-                )
-            )
-            conn.execute(insert(TASKMETA).values(task_id=task_id, status="PENDING", date_done=None))
+            conn.execute(_INSERT_JOB, job)
+            conn.execute(_INSERT_META, {"task_id": task_id, "status": "PENDING", "date_done": None})
         return now
 
     def discard(self, task_id: str) -> None:
@@ -208,14 +225,14 @@ class StatusStore:
 
     def get(self, task_id: str) -> JobStatus | None:
         with self.engine.connect() as conn:
-            row = conn.execute(self._base_query().where(JOBS.c.task_id == task_id)).first()
+            row = conn.execute(_GET_STATUS, {"task_id": task_id}).first()
         return None if row is None else _status_from_row(row)
 
     def list(
         self, *, limit: int, before: int | None = None, state: str | None = None
     ) -> tuple[list[JobStatus], int | None]:
         """Newest first; returns the page and the cursor for the next one (or None)."""
-        query = self._base_query().order_by(JOBS.c.id.desc()).limit(limit + 1)
+        query = _SELECT_STATUS.order_by(JOBS.c.id.desc()).limit(limit + 1)
         if before is not None:
             query = query.where(JOBS.c.id < before)
         if state is not None:
@@ -234,19 +251,10 @@ class StatusStore:
         job is never moved back to STARTED.
         """
         with self._tx() as conn:
-            row = conn.execute(
-                update(JOBS)
-                .where(JOBS.c.task_id == task_id)
-                .values(attempts=JOBS.c.attempts + 1)
-                .returning(JOBS.c.attempts, JOBS.c.submitted_at)
-            ).first()
+            row = conn.execute(_COUNT_ATTEMPT, {"job": task_id}).first()
             if row is None:
                 return None
-            conn.execute(
-                update(TASKMETA)
-                .where(TASKMETA.c.task_id == task_id, TASKMETA.c.status.not_in(FINISHED_STATES))
-                .values(status="STARTED", date_done=utcnow())
-            )
+            conn.execute(_MARK_STARTED, {"job": task_id, "now": utcnow()})
         return Attempt(number=int(row[0]), submitted_at=row[1])
 
     def purge_submitted_before(self, cutoff: datetime, batch: int = 500) -> tuple[str, ...]:
