@@ -37,7 +37,7 @@ def slow_stack() -> Iterator[Stack]:
 
 def _status(stack: Stack, task_id: str, query: bool = False) -> requests.Response:
     path = f"/flask/status?task_id={task_id}" if query else f"/flask/status/{task_id}"
-    return requests.get(stack.base_url + path, timeout=10)
+    return requests.get(stack.base_url + path, timeout=10, allow_redirects=False)
 
 
 def test_running_job_is_never_served_from_the_cache(slow_stack: Stack) -> None:
@@ -61,6 +61,8 @@ def test_finished_status_is_answered_by_nginx(slow_stack: Stack) -> None:
     # Clients are still told not to store it; nginx's own header is not passed on.
     assert first.headers["Cache-Control"] == "no-store"
     assert "X-Accel-Expires" not in first.headers
+    # The query form answers the same (from the app) while the rows exist.
+    assert _status(slow_stack, task_id, query=True).json() == first.json()
 
     with db(slow_stack) as conn:
         conn.execute("DELETE FROM celery_taskmeta WHERE task_id = ?", (task_id,))
