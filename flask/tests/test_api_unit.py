@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import uuid
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from iris_service.store import StatusStore
+from iris_service import create_app, status_files
+from iris_service.status_files import StatusFiles
+from iris_service.store import JobStatus, StatusStore, utcnow
 
-from conftest import SETOSA
+from conftest import SETOSA, make_settings
 
 
 def store_of(app: Flask) -> StatusStore:
@@ -102,49 +107,73 @@ def test_health_names_the_broker(client: FlaskClient) -> None:
     assert "broker" in body["error"]
 
 
-BEHIND_NGINX = {"X-Sendfile-Type": "X-Accel-Redirect"}
+def _set_state(app: Flask, task_id: str, state: str, result: str | None = None) -> None:
+    with store_of(app).engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE celery_taskmeta SET status = ?, result = ?, date_done = datetime('now')"
+            " WHERE task_id = ?",
+            (state, result, task_id),
+        )
 
 
-def _finish(app: Flask, task_id: str, state: str, submitted_hours_ago: float = 0) -> None:
+def test_status_file_is_the_answer_of_the_app(app: Flask, client: FlaskClient) -> None:
+    """The file nginx answers polls from holds the bytes the app answers, at each write."""
     store = store_of(app)
-    store.create_pending(task_id, SETOSA)
-    with store.engine.begin() as conn:
-        conn.exec_driver_sql(
-            "UPDATE celery_taskmeta SET status = ?, date_done = datetime('now') WHERE task_id = ?",
-            (state, task_id),
-        )
-        conn.exec_driver_sql(
-            "UPDATE iris_jobs SET submitted_at = datetime('now', ?) WHERE task_id = ?",
-            (f"-{submitted_hours_ago * 3600:.0f} seconds", task_id),
-        )
-
-
-@pytest.mark.parametrize(
-    ("state", "hours_ago", "expected"),
-    [
-        ("PENDING", 0, None),
-        ("STARTED", 0, None),
-        ("PROGRESS", 0, None),
-        ("SUCCESS", 0, "60"),
-        ("FAILURE", 0, "60"),
-        # Within a minute of its expiry (7 days): kept only until then.
-        ("SUCCESS", 7 * 24 - 0.25 / 60, "15"),
-        # Past its expiry, waiting for the purge: never kept.
-        ("SUCCESS", 7 * 24 + 1, None),
-    ],
-)
-def test_nginx_may_keep_only_finished_unexpired_statuses(
-    app: Flask, client: FlaskClient, state: str, hours_ago: float, expected: str | None
-) -> None:
+    files = store.listener
+    assert isinstance(files, StatusFiles)
     task_id = str(uuid.uuid4())
-    _finish(app, task_id, state, hours_ago)
-    r = client.get(f"/flask/status/{task_id}", headers=BEHIND_NGINX)
-    assert r.status_code == 200 and r.get_json()["state"] == state
-    if expected is None:
-        assert "X-Accel-Expires" not in r.headers
-    else:
-        # A second or two may pass between the update and the read.
-        assert abs(int(r.headers["X-Accel-Expires"]) - int(expected)) <= 2
-    assert r.headers["Cache-Control"] == "no-store"
-    # Straight from gunicorn (no nginx in front) the header is never sent.
-    assert "X-Accel-Expires" not in client.get(f"/flask/status/{task_id}").headers
+    store.create_pending(task_id, SETOSA)
+    assert files.path(task_id).read_bytes() == client.get(f"/flask/status/{task_id}").data
+    assert store.begin_attempt(task_id) is not None
+    started = client.get(f"/flask/status/{task_id}")
+    assert started.get_json()["state"] == "STARTED"
+    assert files.path(task_id).read_bytes() == started.data
+    # nginx's workers may be another user: readable by all, writable by us only.
+    assert oct(files.path(task_id).stat().st_mode & 0o777) == "0o644"
+    assert oct(files.folder.stat().st_mode & 0o777) == "0o755"
+    store.discard(task_id)
+    assert not files.path(task_id).exists()
+    assert client.get(f"/flask/status/{task_id}").status_code == 404
+
+
+def test_status_body_of_each_state(app: Flask, client: FlaskClient) -> None:
+    task_id = str(uuid.uuid4())
+    store_of(app).create_pending(task_id, SETOSA)
+    result = '{"label": "setosa", "probabilities": {"setosa": 1.0}, "model_version": "v"}'
+    _set_state(app, task_id, "SUCCESS", result)
+    body = client.get(f"/flask/status/{task_id}").get_json()
+    assert body["result"] == {
+        "label": "setosa",
+        "probabilities": {"setosa": 1.0},
+        "model_version": "v",
+        "report_url": f"/flask/result/{task_id}.pdf",
+    }
+    assert body["progress"] == 1.0 and body["stage"] == "done" and body["finished_at"]
+    _set_state(app, task_id, "FAILURE", '{"exc_type": "PoisonJobError", "exc_message": ["x"]}')
+    body = client.get(f"/flask/status/{task_id}").get_json()
+    assert body["error"] == "PoisonJobError: x" and body["stage"] == "failed"
+
+
+def test_status_files_can_be_turned_off(tmp_path: Path) -> None:
+    app = create_app({"TESTING": True}, settings=make_settings(tmp_path, status_files=False))
+    assert store_of(app).listener is None
+    store_of(app).create_pending(str(uuid.uuid4()), SETOSA)
+    assert not (tmp_path / "reports" / "status").exists()
+
+
+def test_a_failed_status_write_leaves_no_stale_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = StatusFiles(tmp_path / "status")
+    files.prepare()
+    task_id = str(uuid.uuid4())
+    files.published(JobStatus(task_id, "PENDING", utcnow(), None, None, attempts=0, job_id=1))
+    assert json.loads(files.path(task_id).read_bytes())["state"] == "PENDING"
+
+    def disk_full(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # The next write fails: the old copy must go, so that nginx asks the app.
+    monkeypatch.setattr(status_files.tempfile, "mkstemp", disk_full)
+    files.published(JobStatus(task_id, "STARTED", utcnow(), None, None, attempts=1, job_id=1))
+    assert not files.path(task_id).exists()

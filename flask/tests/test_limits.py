@@ -28,9 +28,6 @@ def limited() -> Iterator[Stack]:
             "SUBMIT_RATE_BURST": "4",
             "RESULT_RETENTION_SECONDS": "3600",
             "RESULT_CLEANUP_INTERVAL_SECONDS": "1",
-            # The retention test ages rows by hand, behind nginx's status cache
-            # (which, left on, would keep them visible for up to a minute).
-            "STATUS_CACHE_SECONDS": "0",
             "TASKS_API_TOKEN": TOKEN,
         }
     )

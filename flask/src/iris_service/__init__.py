@@ -15,8 +15,9 @@ from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .celery_app import celery_config, celery_init_app
-from .config import Settings, load_settings
+from .config import Settings, load_settings, status_dir
 from .errors import register_error_handlers
+from .status_files import StatusFiles
 from .store import StatusStore, init_schema
 
 
@@ -51,9 +52,13 @@ def create_app(
     if test_config is not None:
         app.config.update(test_config)
 
-    store = StatusStore(settings.database_url, settings.sqlite_busy_timeout_ms)
+    folder = status_dir(settings)
+    files = None if folder is None else StatusFiles(folder)
+    store = StatusStore(settings.database_url, settings.sqlite_busy_timeout_ms, listener=files)
     init_schema(store.engine)
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    if files is not None:
+        files.prepare()
     app.extensions["iris_settings"] = settings
     app.extensions["iris_store"] = store
     celery_init_app(app)

@@ -10,13 +10,15 @@ a job the web app never recorded). Reads are inherited unchanged.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from celery.backends.database import DatabaseBackend
 from kombu.utils.encoding import ensure_bytes
 from sqlalchemy import Engine, bindparam, insert, select, update
 
-from .store import TASKMETA, make_engine
+from .status_files import StatusFiles
+from .store import TASKMETA, StatusListener, make_engine, read_status
 
 # Built once (see store.py): the bind names differ from the columns they set.
 _UPDATE_STATE = (
@@ -36,6 +38,7 @@ class SQLResultBackend(DatabaseBackend):  # type: ignore[misc]
     """``result_backend = "iris_service.backend:SQLResultBackend+<SQLAlchemy URL>"``."""
 
     _engine: Engine | None = None
+    _listener: StatusListener | None = None
 
     def _writer(self) -> Engine:
         # One pooled engine per process, rebuilt empty in forked children
@@ -43,6 +46,8 @@ class SQLResultBackend(DatabaseBackend):  # type: ignore[misc]
         if self._engine is None:
             busy = int(self.app.conf.get("iris_sqlite_busy_timeout_ms", 10_000))
             self._engine = make_engine(self.url, immediate=True, busy_timeout_ms=busy)
+            folder = self.app.conf.get("iris_status_dir")
+            self._listener = None if folder is None else StatusFiles(Path(folder))
         return self._engine
 
     def _store_result(
@@ -68,11 +73,15 @@ class SQLResultBackend(DatabaseBackend):  # type: ignore[misc]
             "traceback": meta["traceback"],
             "date_done": meta["date_done"],
         }
+        job = None
         with self._writer().begin() as conn:
             updated = conn.execute(
                 _UPDATE_STATE, {"job": task_id, **{f"new_{k}": v for k, v in values.items()}}
             ).rowcount
-            if updated:
-                return
-            if conn.execute(_FIND, {"job": task_id}).first() is None:
+            if not updated and conn.execute(_FIND, {"job": task_id}).first() is None:
                 conn.execute(insert(TASKMETA).values(task_id=task_id, **values))
+            if self._listener is not None:
+                # The row as committed: a SUCCESS this write did not overwrite stays.
+                job = read_status(conn, task_id)
+        if self._listener is not None and job is not None:
+            self._listener.published(job)

@@ -11,7 +11,7 @@ from celery import Celery, Task
 from flask import Flask
 from kombu.entity import Exchange, Queue
 
-from .config import Settings
+from .config import Settings, status_dir
 
 PREDICT_TASK = "iris.predict"
 
@@ -34,6 +34,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Celery's database backend, writing each state in one statement (backend.py).
         "result_backend": f"iris_service.backend:SQLResultBackend+{settings.database_url}",
         "iris_sqlite_busy_timeout_ms": settings.sqlite_busy_timeout_ms,
+        # The backend writes each state's status file too (status_files.py).
+        "iris_status_dir": None if (folder := status_dir(settings)) is None else str(folder),
         "database_engine_callback": "iris_service.store:configure_backend_engine",
         "task_serializer": "json",
         "result_serializer": "json",

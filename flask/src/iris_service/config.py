@@ -61,9 +61,9 @@ class Settings:
     log_level: str = "INFO"
     # How often each worker deletes results and PDFs older than the retention.
     cleanup_interval_seconds: int = 3600
-    # How long nginx may keep a finished job's status (it never changes, but a
-    # purged job stays visible through nginx this long); 0 turns the cache off.
-    status_cache_seconds: int = 60
+    # Each state write also writes the job's status body as a file that nginx
+    # answers polls from (status_files.py); off, every poll reaches the app.
+    status_files: bool = True
     # When set, GET /flask/tasks requires "Authorization: Bearer <token>".
     tasks_api_token: str | None = None
     # Test-only fault injection (tasks.py, testhooks): never set in production.
@@ -71,6 +71,11 @@ class Settings:
     test_task_delay_seconds: float = 5.0
     # Benchmark-only inline endpoint (bench_views.py); never on in production.
     bench_inline_endpoint: bool = False
+
+
+def status_dir(settings: Settings) -> Path | None:
+    """Where the status files go (inside the reports folder nginx already reads), if on."""
+    return settings.reports_dir / "status" if settings.status_files else None
 
 
 def load_settings() -> Settings:
@@ -92,7 +97,7 @@ def load_settings() -> Settings:
         broker_connect_timeout=float(_env("BROKER_CONNECT_TIMEOUT", "2.0")),
         log_level=_env("LOG_LEVEL", "INFO").upper(),
         cleanup_interval_seconds=_env_int("RESULT_CLEANUP_INTERVAL_SECONDS", 3600),
-        status_cache_seconds=_env_int("STATUS_CACHE_SECONDS", 60),
+        status_files=_env("STATUS_FILES", "1") == "1",
         tasks_api_token=_env("TASKS_API_TOKEN", "") or None,
         test_hooks=_env("IRIS_TEST_HOOKS", "0") == "1",
         test_task_delay_seconds=float(_env("TEST_TASK_DELAY_SECONDS", "5")),

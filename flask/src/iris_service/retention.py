@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from celery import bootsteps
 
-from .config import Settings
+from .config import Settings, status_dir
 from .store import StatusStore, utcnow
 
 log = logging.getLogger(__name__)
@@ -48,18 +48,23 @@ def purge(settings: Settings, store: StatusStore) -> PurgeReport:
     cutoff = utcnow() - timedelta(seconds=settings.retention_seconds)
     deleted = store.purge_submitted_before(cutoff)
     files = 0
+    folder = status_dir(settings)
     for task_id in deleted:
+        if store.listener is not None:
+            store.listener.withdrawn(task_id)
         try:
             (settings.reports_dir / f"{task_id}.pdf").unlink()
             files += 1
         except FileNotFoundError:
             pass
-    if settings.reports_dir.is_dir():
-        now = time.time()
-        # Reports whose row is already gone (a crash between rows and files).
-        files += _unlink_old("*.pdf", settings.reports_dir, now - settings.retention_seconds)
+    now = time.time()
+    for where, pattern in ((settings.reports_dir, "*.pdf"), (folder, "*.json")):
+        if where is None or not where.is_dir():
+            continue
+        # Files whose row is already gone (a crash between rows and files).
+        files += _unlink_old(pattern, where, now - settings.retention_seconds)
         # Temporary files of jobs killed mid-write; no live job is that old.
-        files += _unlink_old(".*.tmp", settings.reports_dir, now - 2 * settings.task_time_limit)
+        files += _unlink_old(".*.tmp", where, now - 2 * settings.task_time_limit)
     if deleted or files:
         log.info("retention: deleted %d jobs and %d files", len(deleted), files)
     return PurgeReport(rows=len(deleted), files=files)

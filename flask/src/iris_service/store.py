@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from celery.backends.database.models import Task as CeleryTaskMeta
 from celery.backends.database.session import ResultModelBase
@@ -197,11 +197,30 @@ def _status_from_row(row: Any) -> JobStatus:
     )
 
 
+class StatusListener(Protocol):
+    """Told of each committed state of a job (status_files.StatusFiles)."""
+
+    def published(self, job: JobStatus) -> None: ...
+
+    def withdrawn(self, task_id: str) -> None: ...
+
+
+def read_status(conn: Connection, task_id: str) -> JobStatus | None:
+    row = conn.execute(_GET_STATUS, {"task_id": task_id}).first()
+    return None if row is None else _status_from_row(row)
+
+
 class StatusStore:
     """All reads and writes of job state, through one pooled engine per process."""
 
-    def __init__(self, database_url: str, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        busy_timeout_ms: int = 10_000,
+        listener: StatusListener | None = None,
+    ) -> None:
         self.engine = make_engine(database_url, immediate=False, busy_timeout_ms=busy_timeout_ms)
+        self.listener = listener
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -215,6 +234,9 @@ class StatusStore:
         with self._tx() as conn:
             conn.execute(_INSERT_JOB, job)
             conn.execute(_INSERT_META, {"task_id": task_id, "status": "PENDING", "date_done": None})
+        if self.listener is not None:
+            pending = JobStatus(task_id, "PENDING", now, None, None, attempts=0, job_id=0)
+            self.listener.published(pending)
         return now
 
     def discard(self, task_id: str) -> None:
@@ -222,11 +244,12 @@ class StatusStore:
         with self._tx() as conn:
             conn.execute(delete(TASKMETA).where(TASKMETA.c.task_id == task_id))
             conn.execute(delete(JOBS).where(JOBS.c.task_id == task_id))
+        if self.listener is not None:
+            self.listener.withdrawn(task_id)
 
     def get(self, task_id: str) -> JobStatus | None:
         with self.engine.connect() as conn:
-            row = conn.execute(_GET_STATUS, {"task_id": task_id}).first()
-        return None if row is None else _status_from_row(row)
+            return read_status(conn, task_id)
 
     def list(
         self, *, limit: int, before: int | None = None, state: str | None = None
@@ -255,6 +278,10 @@ class StatusStore:
             if row is None:
                 return None
             conn.execute(_MARK_STARTED, {"job": task_id, "now": utcnow()})
+            # Published from the row as committed (a finished job stays finished).
+            job = read_status(conn, task_id) if self.listener is not None else None
+        if self.listener is not None and job is not None:
+            self.listener.published(job)
         return Attempt(number=int(row[0]), submitted_at=row[1])
 
     def purge_submitted_before(self, cutoff: datetime, batch: int = 500) -> tuple[str, ...]:

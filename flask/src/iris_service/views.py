@@ -10,8 +10,6 @@ import hmac
 import json
 import logging
 import uuid
-from datetime import datetime
-from typing import Any
 
 from amqp.exceptions import MessageNacked
 from celery import Celery
@@ -19,12 +17,12 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file,
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import report_charts
+from . import report_charts, status_files
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .errors import ApiError
 from .openapi import openapi_document
-from .store import TASK_STATES, JobStatus, StatusStore, utcnow
+from .store import TASK_STATES, JobStatus, StatusStore
 from .tasks import get_model
 from .validation import InvalidInputError, Measurements, is_task_id, validate_form, validate_json
 
@@ -32,7 +30,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/flask")
 
 RETRY_AFTER_SECONDS = 5
-_STAGES = {"PENDING": "queued", "STARTED": "started", "SUCCESS": "done", "FAILURE": "failed"}
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -49,10 +46,6 @@ def _store() -> StatusStore:
 def _celery() -> Celery:
     celery_app: Celery = current_app.extensions["celery"]
     return celery_app
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat(timespec="milliseconds") + "Z"
 
 
 def _parse_body() -> Measurements:
@@ -130,72 +123,11 @@ def _lookup(task_id: str) -> JobStatus:
     return job
 
 
-def _progress(job: JobStatus) -> tuple[float, str]:
-    meta = job.result if isinstance(job.result, dict) else {}
-    if job.state == "PROGRESS":
-        return float(meta.get("progress", 0.0)), str(meta.get("stage", "working"))
-    if job.state in ("SUCCESS", "FAILURE"):
-        return 1.0, _STAGES[job.state]
-    if job.state == "STARTED":
-        return 0.1, _STAGES["STARTED"]
-    return 0.0, _STAGES.get(job.state, job.state.lower())
-
-
-def _error(job: JobStatus) -> str | None:
-    if job.state != "FAILURE":
-        return None
-    meta = job.result if isinstance(job.result, dict) else {}
-    kind = meta.get("exc_type", "Error")
-    message = meta.get("exc_message", "")
-    if isinstance(message, list | tuple):
-        message = " ".join(str(m) for m in message)
-    return f"{kind}: {message}" if message else str(kind)
-
-
-def _public_result(job: JobStatus) -> dict[str, Any] | None:
-    if job.state != "SUCCESS" or not isinstance(job.result, dict):
-        return None
-    stored = job.result
-    return {
-        "label": stored.get("label"),
-        "probabilities": stored.get("probabilities"),
-        "model_version": stored.get("model_version"),
-        "report_url": _report_url(job.task_id),
-    }
-
-
 @bp.get("/status/<task_id>")
 def status(task_id: str) -> Response:
-    job = _lookup(task_id)
-    progress, stage = _progress(job)
-    response = jsonify(
-        task_id=job.task_id,
-        state=job.state,
-        progress=progress,
-        stage=stage,
-        result=_public_result(job),
-        error=_error(job),
-        submitted_at=_iso(job.submitted_at),
-        finished_at=_iso(job.finished_at),
-    )
-    cache_seconds = _status_cache_seconds(job, _settings())
-    if cache_seconds > 0 and _behind_nginx():
-        # nginx answers repeated reads itself for that long; it drops this
-        # header, and clients still get no-store.
-        response.headers["X-Accel-Expires"] = str(cache_seconds)
-    return response
-
-
-def _status_cache_seconds(job: JobStatus, settings: Settings) -> int:
-    """How long nginx may keep this status: 0 unless the job is finished.
-
-    A finished status never changes, but the retention purge deletes it: the
-    time is cut at the job's expiry, so nginx never shows a purged job.
-    """
-    if job.state not in ("SUCCESS", "FAILURE"):
-        return 0
-    expires_in = settings.retention_seconds - (utcnow() - job.submitted_at).total_seconds()
-    return max(0, min(settings.status_cache_seconds, int(expires_in)))
+    # The same bytes as the job's status file, which nginx answers polls from.
+    body = status_files.encode(status_files.status_body(_lookup(task_id)))
+    return Response(body, mimetype="application/json")
 
 
 def _behind_nginx() -> bool:
@@ -307,8 +239,8 @@ def tasks() -> Response:
             {
                 "task_id": job.task_id,
                 "state": job.state,
-                "submitted_at": _iso(job.submitted_at),
-                "finished_at": _iso(job.finished_at),
+                "submitted_at": status_files.iso(job.submitted_at),
+                "finished_at": status_files.iso(job.finished_at),
                 "label": label,
             }
         )
