@@ -89,6 +89,8 @@ local_stop() {
   for role in "${ROLES[@]}"; do stop_role "$role"; done
   # The private epmd started with our node; leave any system one alone.
   epmd -port "$ERL_EPMD_PORT" -kill >/dev/null 2>&1 || true
+  # The status files are a cache of the database, rebuilt by the next writes.
+  rm -rf "$STATUS_DIR"
 }
 
 start_role() {
@@ -125,9 +127,11 @@ local_start() {
   stop_extra_workers
   local role
   for role in "${ROLES[@]}"; do stop_role "$role"; done
+  # Status files of an earlier run may be older than the database: start empty.
+  rm -rf "$STATUS_DIR"
   mkdir -p "$LOG_DIR/rabbitmq" "$RUN_DIR" "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_HOME_DIR" \
-    "$REPORTS_DIR" "$(dirname "$MODEL_PATH")"
-  chmod 755 "$RUN_DIR" "$REPORTS_DIR"
+    "$REPORTS_DIR" "$(dirname "$MODEL_PATH")" "$STATUS_DIR"
+  chmod 755 "$RUN_DIR" "$REPORTS_DIR" "$STATUS_DIR"
   : > "$RABBITMQ_CONF_ENV_FILE"
   [[ -f "$RABBITMQ_ENABLED_PLUGINS_FILE" ]] || echo "[]." > "$RABBITMQ_ENABLED_PLUGINS_FILE"
 

@@ -109,6 +109,16 @@ load_local_env() {
   export ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"
   export DATABASE_URL="${DATABASE_URL:-sqlite:///$ROOT/db/results.sqlite}"
   export REPORTS_DIR="${REPORTS_DIR:-$ROOT/document_root/reports}"
+  # The status files nginx answers polls from are a cache: on tmpfs when there
+  # is one (file creation is slow on disk), one folder per stack.
+  if [[ -z "${STATUS_DIR:-}" ]]; then
+    if [[ -d /dev/shm && -w /dev/shm ]]; then
+      STATUS_DIR="/dev/shm/iris-status-$(printf '%s' "$VAR_DIR" | sha256sum | cut -c1-12)"
+    else
+      STATUS_DIR="$RUN_DIR/status"
+    fi
+  fi
+  export STATUS_DIR
   export DOCUMENT_ROOT="${DOCUMENT_ROOT:-$ROOT/document_root}"
   export MODEL_PATH="${MODEL_PATH:-$VAR_DIR/model/iris_model.json}"
   export GUNICORN_BIND="unix:$RUN_DIR/gunicorn.sock"

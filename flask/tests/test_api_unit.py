@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import time
 import uuid
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from iris_service import create_app, status_files
+from iris_service.retention import sweep_status_files
 from iris_service.status_files import StatusFiles
 from iris_service.store import JobStatus, StatusStore, utcnow
 
@@ -177,3 +180,20 @@ def test_a_failed_status_write_leaves_no_stale_copy(
     monkeypatch.setattr(status_files.tempfile, "mkstemp", disk_full)
     files.published(JobStatus(task_id, "STARTED", utcnow(), None, None, attempts=1, job_id=1))
     assert not files.path(task_id).exists()
+
+
+def test_old_status_files_are_swept(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, status_dir=tmp_path / "status", status_file_seconds=120)
+    files = StatusFiles(tmp_path / "status")
+    files.prepare()
+    old, fresh = str(uuid.uuid4()), str(uuid.uuid4())
+    for task_id in (old, fresh):
+        files.published(JobStatus(task_id, "PENDING", utcnow(), None, None, attempts=0, job_id=1))
+    stray_tmp = files.folder / f".{old}.abc.tmp"
+    stray_tmp.write_bytes(b"{")
+    three_minutes_ago = time.time() - 180
+    for path in (files.path(old), stray_tmp):
+        os.utime(path, (three_minutes_ago, three_minutes_ago))
+    assert sweep_status_files(settings) == 2
+    assert not files.path(old).exists() and not stray_tmp.exists()
+    assert files.path(fresh).is_file()

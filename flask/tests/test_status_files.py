@@ -10,14 +10,16 @@ behind its back), so it is the file being served.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 
 from iris_service.tasks import SLOW_JOB_SEPAL_LENGTH
 
-from conftest import VIRGINICA, Stack, start_stack
+from conftest import ROOT, VIRGINICA, Stack, start_stack
 from faultkit import db, wait_until
 
 pytestmark = pytest.mark.stack
@@ -31,7 +33,33 @@ def slow_stack() -> Iterator[Stack]:
     try:
         yield stack
     finally:
+        folder = status_dir(stack)
         stack.stop()
+    # The copies are a cache of the database: build.sh --stop removes them.
+    assert not folder.exists()
+
+
+def status_dir(stack: Stack) -> Path:
+    """The stack's STATUS_DIR, as scripts/common.sh picks it."""
+    result = subprocess.run(
+        ["bash", "-c", '. scripts/common.sh && load_local_env && echo "$STATUS_DIR"'],
+        env=stack.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return Path(result.stdout.strip())
+
+
+def test_copies_live_on_tmpfs(slow_stack: Stack) -> None:
+    task_id = slow_stack.submit(VIRGINICA)["task_id"]
+    slow_stack.wait_done(task_id)
+    copy = status_dir(slow_stack) / f"{task_id}.json"
+    assert copy.read_bytes() == _status(slow_stack, task_id, query=True).content
+    # Creating and renaming files costs far less on tmpfs than on this disk.
+    assert str(copy).startswith("/dev/shm/")
 
 
 def _status(stack: Stack, task_id: str, query: bool = False) -> requests.Response:

@@ -6,6 +6,8 @@ system, and workers come and go). Running it in several workers at once is
 harmless: each batch is one write transaction and deleting twice is a no-op.
 Rows go first, then files, so a client never sees a finished job whose report
 vanished first; a file left behind by a crash between the two is swept by age.
+The same timer deletes status files (status_files.py) older than
+``STATUS_FILE_SECONDS``, every quarter of that (at most every 30 s).
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ def purge(settings: Settings, store: StatusStore) -> PurgeReport:
     cutoff = utcnow() - timedelta(seconds=settings.retention_seconds)
     deleted = store.purge_submitted_before(cutoff)
     files = 0
-    folder = status_dir(settings)
     for task_id in deleted:
         if store.listener is not None:
             store.listener.withdrawn(task_id)
@@ -58,16 +59,24 @@ def purge(settings: Settings, store: StatusStore) -> PurgeReport:
         except FileNotFoundError:
             pass
     now = time.time()
-    for where, pattern in ((settings.reports_dir, "*.pdf"), (folder, "*.json")):
-        if where is None or not where.is_dir():
-            continue
-        # Files whose row is already gone (a crash between rows and files).
-        files += _unlink_old(pattern, where, now - settings.retention_seconds)
+    if settings.reports_dir.is_dir():
+        # Reports whose row is already gone (a crash between rows and files).
+        files += _unlink_old("*.pdf", settings.reports_dir, now - settings.retention_seconds)
         # Temporary files of jobs killed mid-write; no live job is that old.
-        files += _unlink_old(".*.tmp", where, now - 2 * settings.task_time_limit)
+        files += _unlink_old(".*.tmp", settings.reports_dir, now - 2 * settings.task_time_limit)
     if deleted or files:
         log.info("retention: deleted %d jobs and %d files", len(deleted), files)
     return PurgeReport(rows=len(deleted), files=files)
+
+
+def sweep_status_files(settings: Settings) -> int:
+    """Delete status files older than ``STATUS_FILE_SECONDS`` (the app answers those jobs)."""
+    folder = status_dir(settings)
+    if folder is None or not folder.is_dir():
+        return 0
+    now = time.time()
+    removed = _unlink_old("*.json", folder, now - settings.status_file_seconds)
+    return removed + _unlink_old(".*.tmp", folder, now - 2 * settings.task_time_limit)
 
 
 def retention_step(settings: Settings, store: StatusStore) -> type[bootsteps.StartStopStep]:
@@ -79,24 +88,35 @@ def retention_step(settings: Settings, store: StatusStore) -> type[bootsteps.Sta
         except Exception:  # a failed purge is retried at the next tick
             log.exception("retention purge failed")
 
+    def sweep() -> None:
+        try:
+            sweep_status_files(settings)
+        except Exception:  # retried at the next tick
+            log.exception("status file sweep failed")
+
     class RetentionStep(bootsteps.StartStopStep):  # type: ignore[misc]
         requires: ClassVar[set[str]] = {"celery.worker.components:Timer"}
 
         def __init__(self, worker: Any, **kwargs: Any) -> None:
             super().__init__(worker, **kwargs)
-            self.tref: Any = None
+            self.trefs: list[Any] = []
 
         def start(self, worker: Any) -> None:
             # Once soon after start too: a worker restarted more often than the
             # interval would otherwise never purge.
             worker.timer.call_after(min(10.0, settings.cleanup_interval_seconds), run)
-            self.tref = worker.timer.call_repeatedly(
-                float(settings.cleanup_interval_seconds), run, priority=10
-            )
+            self.trefs = [
+                worker.timer.call_repeatedly(
+                    float(settings.cleanup_interval_seconds), run, priority=10
+                ),
+                worker.timer.call_repeatedly(
+                    max(1.0, min(30.0, settings.status_file_seconds / 4)), sweep, priority=10
+                ),
+            ]
 
         def stop(self, worker: Any) -> None:
-            if self.tref is not None:
-                self.tref.cancel()
-                self.tref = None
+            for tref in self.trefs:
+                tref.cancel()
+            self.trefs = []
 
     return RetentionStep

@@ -3,12 +3,14 @@
 ``GET /flask/status/<id>`` is what every waiting client sends every few tens of
 milliseconds. Each state write (the web app's PENDING, the worker's STARTED,
 PROGRESS and SUCCESS or FAILURE) also writes the job's status body, the same
-bytes the app would answer, to ``<REPORTS_DIR>/status/<id>.json``, and nginx
-answers polls from that file (``try_files``), falling back to the app when
-there is none. The result backend stays the record: the file is rewritten from
-the row just committed, after every write, so a copy left stale by a crash is
-put right by the job's next write, and the app's answer (``/flask/status?
-task_id=``, or any id without a file) is always read from the database.
+bytes the app would answer, to ``<STATUS_DIR>/<id>.json``, and nginx answers
+polls from that file (``try_files``), falling back to the app when there is
+none; files older than ``STATUS_FILE_SECONDS`` are swept (retention.py).
+
+The result backend stays the record: the file is rewritten from the row just
+committed, after every write, so a copy left stale by a crash is put right by
+the job's next write, and the app's answer (``/flask/status?task_id=``, or any
+id without a file) is always read from the database.
 """
 
 from __future__ import annotations
