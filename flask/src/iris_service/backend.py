@@ -5,7 +5,9 @@ locking re-SELECT, an UPDATE and a commit, about 2.5 ms of worker CPU each, and
 a job writes three states. The profile showed that as over half of a job's
 time. This subclass keeps the same table, the same JSON encoding and the same
 rule (nothing overwrites SUCCESS), and does it in one UPDATE (an INSERT only for
-a job the web app never recorded). Reads are inherited unchanged.
+a job the web app never recorded). Reads are inherited unchanged. With status
+files on (status_files.py), the same transaction reads the row back, and its
+status file is written from it once committed.
 """
 
 from __future__ import annotations
