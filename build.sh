@@ -81,54 +81,33 @@ stop_extra_workers() {
   done
 }
 
-local_stop() {
-  [[ -s "$SECRETS_ENV" && -s "$LOCAL_ENV" ]] || { info "nothing to stop"; return 0; }
-  load_local_env
+# Every local process of this checkout (added workers first), and the status
+# files: a cache of the database, rebuilt by the next writes (and status files
+# of an earlier run may be older than the database).
+stop_local_processes() {
   stop_extra_workers
   local role
   for role in "${ROLES[@]}"; do stop_role "$role"; done
-  # The private epmd started with our node; leave any system one alone.
-  epmd -port "$ERL_EPMD_PORT" -kill >/dev/null 2>&1 || true
-  # The status files are a cache of the database, rebuilt by the next writes.
   rm -rf "$STATUS_DIR"
 }
 
-start_role() {
-  local role="$1"; shift
-  info "starting $role (log: $LOG_DIR/$role.log)"
-  setsid nohup "$@" >>"$LOG_DIR/$role.log" 2>&1 < /dev/null &
-  echo $! > "$RUN_DIR/$role.pid"
-}
-
-fail_role() {
-  local role="$1" log="$LOG_DIR/$1.log"
-  echo "error: $role did not come up; last lines of $log:" >&2
-  tail -n 25 "$log" >&2 || true
-  exit 1
-}
-
-wait_for() {  # role, timeout seconds, command...
-  local role="$1" limit="$2" i; shift 2
-  for ((i = 0; i < limit * 5; i++)); do
-    "$@" >/dev/null 2>&1 && return 0
-    pid_alive "$RUN_DIR/$role.pid" || fail_role "$role"
-    sleep 0.2
-  done
-  fail_role "$role"
+local_stop() {
+  [[ -s "$SECRETS_ENV" && -s "$LOCAL_ENV" ]] || { info "nothing to stop"; return 0; }
+  load_local_env
+  stop_local_processes
+  # The private epmd started with our node; leave any system one alone.
+  epmd -port "$ERL_EPMD_PORT" -kill >/dev/null 2>&1 || true
 }
 
 local_start() {
-  ensure_debs rabbitmq-server rabbitmq-server nginx nginx-light envsubst gettext-base curl curl
+  ensure_debs "${LOCAL_MODE_DEBS[@]}"
   ensure_venv requirements.txt
   ensure_secrets
   ensure_local_env
   load_local_env
-  # Re-running is safe: what an earlier run started is stopped first.
-  stop_extra_workers
-  local role
-  for role in "${ROLES[@]}"; do stop_role "$role"; done
-  # Status files of an earlier run may be older than the database: start empty.
-  rm -rf "$STATUS_DIR"
+  # Re-running is safe: what an earlier run started is stopped first, and the
+  # status files start empty.
+  stop_local_processes
   mkdir -p "$LOG_DIR/rabbitmq" "$RUN_DIR" "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_HOME_DIR" \
     "$REPORTS_DIR" "$(dirname "$MODEL_PATH")" "$STATUS_DIR"
   chmod 755 "$RUN_DIR" "$REPORTS_DIR" "$STATUS_DIR"

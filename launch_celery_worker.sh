@@ -26,8 +26,7 @@ case "${1:-}" in
 esac
 (($# <= 1)) || { usage; die "too many arguments"; }
 
-mode="$(running_mode)"
-[[ -n "$mode" ]] || die "no running system found for this checkout (VAR_DIR=$VAR_DIR); start it with ./build.sh"
+mode="$(require_running_mode)" || exit
 
 # Names in use: worker1 (build.sh's) and worker<K> for every extra one.
 local_names() {
@@ -38,6 +37,12 @@ local_names() {
     f="${f##*/worker-}"
     echo "${f%.pid}"
   done
+}
+
+# A local worker's role (scripts/common.sh's start_role): build.sh's worker1 is
+# "worker" (worker.pid, worker.log), an added one "worker-<name>".
+worker_role() {  # name
+  if [[ "$1" == worker1 ]]; then echo worker; else echo "worker-$1"; fi
 }
 
 docker_names() {
@@ -54,34 +59,27 @@ next_name() {  # the lowest worker<K> not in the names on stdin
 }
 
 list_local() {
-  local name pidfile state
+  local name role pidfile state
   printf '%-10s %-8s %-8s %s\n' NAME PID STATE LOG
   while read -r name; do
-    if [[ "$name" == worker1 ]]; then pidfile="$RUN_DIR/worker.pid" log="$LOG_DIR/worker.log"
-    else pidfile="$RUN_DIR/worker-$name.pid" log="$LOG_DIR/worker-$name.log"; fi
+    role="$(worker_role "$name")"
+    pidfile="$RUN_DIR/$role.pid"
     if pid_alive "$pidfile"; then state=running; else state=stopped; fi
-    printf '%-10s %-8s %-8s %s\n' "$name" "$(cat "$pidfile" 2>/dev/null || echo -)" "$state" "$log"
+    printf '%-10s %-8s %-8s %s\n' "$name" "$(cat "$pidfile" 2>/dev/null || echo -)" "$state" "$LOG_DIR/$role.log"
   done < <(local_names)
 }
 
+list_docker() {
+  docker ps --all --filter "label=$DOCKER_PROJECT.role=worker" \
+    --format 'table {{.Names}}\t{{.Status}}\t{{.RunningFor}}'
+}
+
 start_local() {  # name
-  local name="$1" pidfile="$RUN_DIR/worker-$1.pid" log="$LOG_DIR/worker-$1.log" pid i
-  info "starting worker $name (log: $log)"
-  (
-    cd "$ROOT"
-    WORKER_NAME="$name" setsid nohup "$ROOT/flask/bin/start-worker.sh" >>"$log" 2>&1 </dev/null &
-    echo $! >"$pidfile"
-  )
-  pid="$(cat "$pidfile")"
+  local name="$1" role
+  role="$(worker_role "$name")"
+  (cd "$ROOT" && start_role "$role" env WORKER_NAME="$name" "$ROOT/flask/bin/start-worker.sh")
   # Ready means consuming: Celery logs "<name>@<host> ready." once it is.
-  for ((i = 0; i < 600; i++)); do
-    grep -q "$name@.* ready\." "$log" 2>/dev/null && return 0
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.2
-  done
-  echo "error: worker $name did not come up; last lines of $log:" >&2
-  tail -n 25 "$log" >&2 || true
-  exit 1
+  wait_for "$role" 120 grep -q "$name@.* ready\." "$LOG_DIR/$role.log"
 }
 
 case "$mode" in
@@ -94,17 +92,12 @@ case "$mode" in
     list_local
     ;;
   docker)
-    if ((list)); then
-      docker ps --all --filter "label=$DOCKER_PROJECT.role=worker" \
-        --format 'table {{.Names}}\t{{.Status}}\t{{.RunningFor}}'
-      exit 0
-    fi
+    if ((list)); then list_docker; exit 0; fi
     for ((n = 0; n < count; n++)); do
       name="$(docker_names | next_name)"
       info "starting worker $name (container $DOCKER_PROJECT-celery-$name)"
       docker_run_worker "$name" >/dev/null
     done
-    docker ps --all --filter "label=$DOCKER_PROJECT.role=worker" \
-      --format 'table {{.Names}}\t{{.Status}}\t{{.RunningFor}}'
+    list_docker
     ;;
 esac

@@ -31,8 +31,7 @@ if ! [[ "$interval" =~ ^([0-9]+([.][0-9]*)?|[.][0-9]+)$ ]] \
 fi
 [[ "$count" =~ ^[0-9]+$ ]] || die "-n needs a whole number of rounds, got '$count'"
 
-mode="$(running_mode)"
-[[ -n "$mode" ]] || die "no running system found for this checkout (VAR_DIR=$VAR_DIR); start it with ./build.sh"
+mode="$(require_running_mode)" || exit
 
 # Ctrl-C (or a TERM) ends the watch cleanly between or after a query.
 trap 'echo "stopped" >&2; exit 0' INT TERM

@@ -12,7 +12,7 @@ if [[ "${1:-}" == "--help" ]]; then
   exit 0
 fi
 
-ensure_debs rabbitmq-server rabbitmq-server nginx nginx-light envsubst gettext-base curl curl \
+ensure_debs "${LOCAL_MODE_DEBS[@]}" \
   pdftotext poppler-utils shellcheck shellcheck chromium chromium
 ensure_venv requirements-dev.txt
 PATH="$VENV/bin:$PATH"

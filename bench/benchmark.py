@@ -416,10 +416,9 @@ def print_table(results: list[dict[str, Any]], out: Any = sys.stdout) -> None:
     for r in results:
         lat = r["latency_ms"]
         submit = r.get("submit_latency_ms", {}).get("p50")
-        accepted = r.get("accepted_per_s")
         print(
             f"{r['phase']:<7} {r['clients']:>7} {r['ops_per_s']:>8.1f} "
-            f"{_fmt(accepted) if accepted is not None else '-':>10} "
+            f"{_fmt(r.get('accepted_per_s')):>10} "
             f"{_fmt(lat['p50']):>7} {_fmt(lat['p90']):>7} {_fmt(lat['p99']):>7} "
             f"{_fmt(submit):>10} {sum(r['errors'].values()):>7}",
             file=out,
@@ -542,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     extra_env = dict(item.split("=", 1) for item in args.env)
     if args.url:
-        env = {**os.environ, **_read_env_files(args.var_dir), **extra_env}
+        env = {**os.environ, **localstack.read_env_files(args.var_dir), **extra_env}
         stack = Stack(args.url.rstrip("/"), args.var_dir, env, None)
     else:
         stack = start_stack(extra_env)
@@ -576,18 +575,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nJSON: {path}")
     errors = sum(sum(r["errors"].values()) for r in results if r["phase"] != "submit")
     return 1 if errors else 0
-
-
-def _read_env_files(var_dir: Path) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for name in ("secrets.env", "local.env"):
-        path = var_dir / name
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                if "=" in line:
-                    key, value = line.split("=", 1)
-                    env[key.strip()] = value.strip()
-    return env
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ fi
 
 # The stack needs the Debian packages and the pinned venv; the load generator
 # needs the dev pins (aiohttp).
-ensure_debs rabbitmq-server rabbitmq-server nginx nginx-light envsubst gettext-base curl curl
+ensure_debs "${LOCAL_MODE_DEBS[@]}"
 ensure_venv requirements-dev.txt
 cd "$ROOT"
 exec "$VENV/bin/python" "$ROOT/bench/benchmark.py" "$@"

@@ -13,6 +13,11 @@ RUN_DIR="$VAR_DIR/run"
 die() { echo "error: $*" >&2; exit 1; }
 info() { echo "==> $*" >&2; }
 
+# What local mode needs (build.sh, run_tests.sh, bench/run_benchmark.sh), as
+# ensure_debs pairs: command, Debian package.
+# shellcheck disable=SC2034  # used by the scripts that source this file
+LOCAL_MODE_DEBS=(rabbitmq-server rabbitmq-server nginx nginx-light envsubst gettext-base curl curl)
+
 # Install Debian packages that are missing, or say exactly what to install.
 ensure_debs() {
   local missing=() cmd pkg
@@ -139,6 +144,33 @@ local_rabbitmqctl() {
 
 pid_alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# A local process of the stack, detached, under a role name that gives its pid
+# file $RUN_DIR/<role>.pid and its log $LOG_DIR/<role>.log (after load_local_env).
+start_role() {  # role, command...
+  local role="$1"; shift
+  info "starting $role (log: $LOG_DIR/$role.log)"
+  setsid nohup "$@" >>"$LOG_DIR/$role.log" 2>&1 < /dev/null &
+  echo $! > "$RUN_DIR/$role.pid"
+}
+
+fail_role() {  # role
+  local role="$1" log="$LOG_DIR/$1.log"
+  echo "error: $role did not come up; last lines of $log:" >&2
+  tail -n 25 "$log" >&2 || true
+  exit 1
+}
+
+# Until the command succeeds; fails the role when its process dies or time runs out.
+wait_for() {  # role, timeout seconds, command...
+  local role="$1" limit="$2" i; shift 2
+  for ((i = 0; i < limit * 5; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    pid_alive "$RUN_DIR/$role.pid" || fail_role "$role"
+    sleep 0.2
+  done
+  fail_role "$role"
+}
+
 # ---------------------------------------------------------------------------
 # Docker mode: names shared by build.sh and the operating scripts.
 DOCKER_PROJECT="${DOCKER_PROJECT:-iris}"
@@ -201,26 +233,33 @@ running_mode() {
   fi
 }
 
+# The running mode, or die saying there is none (for mode="$(require_running_mode)").
+require_running_mode() {
+  local mode
+  mode="$(running_mode)"
+  [[ -n "$mode" ]] || die "no running system found for this checkout (VAR_DIR=$VAR_DIR); start it with ./build.sh"
+  echo "$mode"
+}
+
 # One tab-separated line per queue: name, ready, unacked, consumers. Fails with
 # a message naming the broker when it does not answer.
 queue_stats() {  # mode
-  local vhost
+  local vhost broker ctl
   vhost="$(sed -n 's/^RABBITMQ_VHOST=//p' "$SECRETS_ENV" 2>/dev/null)"
   case "$1" in
     local)
       load_local_env
-      local_rabbitmqctl -q list_queues -p "${vhost:-iris}" --no-table-headers --timeout 10 \
-        name messages_ready messages_unacknowledged consumers 2>/dev/null \
-        || { echo "error: the broker (local node $RABBITMQ_NODENAME) is not answering" >&2; return 3; }
+      ctl=(local_rabbitmqctl) broker="local node $RABBITMQ_NODENAME"
       ;;
     docker)
-      docker exec "$C_RABBITMQ" rabbitmqctl -q list_queues -p "${vhost:-iris}" --no-table-headers \
-        --timeout 10 name messages_ready messages_unacknowledged consumers 2>/dev/null \
-        || { echo "error: the broker (container $C_RABBITMQ) is not answering" >&2; return 3; }
+      ctl=(docker exec "$C_RABBITMQ" rabbitmqctl) broker="container $C_RABBITMQ"
       ;;
     *)
       echo "error: the broker is down: no running system found for this checkout (VAR_DIR=$VAR_DIR); start it with ./build.sh" >&2
       return 3
       ;;
   esac
+  "${ctl[@]}" -q list_queues -p "${vhost:-iris}" --no-table-headers --timeout 10 \
+    name messages_ready messages_unacknowledged consumers 2>/dev/null \
+    || { echo "error: the broker ($broker) is not answering" >&2; return 3; }
 }

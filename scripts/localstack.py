@@ -41,6 +41,17 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
+def read_env_files(var_dir: Path) -> dict[str, str]:
+    """The generated ``secrets.env`` and ``local.env`` of a VAR_DIR (the later wins)."""
+    env: dict[str, str] = {}
+    for name in ("secrets.env", "local.env"):
+        path = var_dir / name
+        if path.is_file():
+            pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+            env.update((k.strip(), v.strip()) for k, v in pairs)
+    return env
+
+
 @dataclass
 class LocalStack:
     """A stack started by :func:`start`: its state folder, environment and URL."""

@@ -65,13 +65,18 @@
     return form.querySelector('label[for="' + name + '"]').textContent;
   }
 
+  /* Show a field's check outcome: its labelled error, or none. */
+  function showOutcome(name, outcome) {
+    setFieldError(name, outcome.error ? labelOf(name) + " " + outcome.error : "");
+  }
+
   /* Show per-field errors; returns the values when every field is valid. */
   function validate() {
     const values = {};
     let first = null;
     for (const name of FIELDS) {
       const outcome = check(form.elements[name].value);
-      setFieldError(name, outcome.error ? labelOf(name) + " " + outcome.error : "");
+      showOutcome(name, outcome);
       if (outcome.error && first === null) first = name;
       values[name] = outcome.value;
     }
@@ -415,8 +420,7 @@
     // Re-check a field once the user leaves it, and clear its error as soon as it is fixed.
     form.elements[name].addEventListener("blur", (event) => {
       if (event.target.value.trim() !== "") {
-        const outcome = check(event.target.value);
-        setFieldError(name, outcome.error ? labelOf(name) + " " + outcome.error : "");
+        showOutcome(name, check(event.target.value));
       }
     });
     form.elements[name].addEventListener("input", (event) => {

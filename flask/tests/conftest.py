@@ -8,9 +8,11 @@ at the end of the session.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +57,12 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-def _read_env(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {k.strip(): v.strip() for k, v in pairs}
-
-
 class Stack(localstack.LocalStack):
     """A running local stack (private RabbitMQ node, worker, gunicorn, nginx), for tests."""
 
     @property
     def broker_url(self) -> str:
-        e = {**_read_env(self.var_dir / "secrets.env"), **_read_env(self.var_dir / "local.env")}
+        e = localstack.read_env_files(self.var_dir)
         return (
             f"amqp://{e['RABBITMQ_USER']}:{e['RABBITMQ_PASSWORD']}"
             f"@127.0.0.1:{e['RABBITMQ_PORT']}/{e['RABBITMQ_VHOST']}"
@@ -90,6 +87,17 @@ class Stack(localstack.LocalStack):
             timeout=timeout,
             check=False,
         )
+
+    def raw(self, request: bytes, timeout: float = 30) -> tuple[int, bytes]:
+        """Send bytes exactly as given to nginx; return the status (0 if no answer) and
+        the whole answer, without any client-side normalisation."""
+        host, port = self.base_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=timeout) as s:
+            s.sendall(request)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        return (int(data.split(b" ", 2)[1]) if data else 0), data
 
     def stop(self, keep_logs_in: Path | None = None) -> None:
         if keep_logs_in is None and os.environ.get("KEEP_STACK_LOGS"):
@@ -119,16 +127,23 @@ def start_stack(extra_env: dict[str, str] | None = None) -> Stack:
     """Start a private local stack with ``build.sh --local`` (own VAR_DIR, free ports).
 
     Tests that break things (kill workers, stop the broker) start their own with
-    this and call ``stop()``; everything else shares the session's ``stack``.
+    :func:`running_stack`; everything else shares the session's ``stack``.
     """
     started = localstack.start(extra_env)
     return Stack(started.var_dir, started.env, started.base_url)
 
 
+@contextmanager
+def running_stack(extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """A private stack (:func:`start_stack`), stopped when the block ends, however it ends."""
+    stack = start_stack(extra_env)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    running = start_stack()
-    try:
+    with running_stack() as running:
         yield running
-    finally:
-        running.stop()

@@ -38,13 +38,18 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, step: float
     return time.monotonic() - start
 
 
-def _local_env_shell(stack: Stack, body: str, timeout: float = 120) -> str:
-    """Run ``body`` in bash with the stack's environment loaded as build.sh loads it."""
+def run_local_env(
+    stack: Stack, body: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``body`` in bash with the stack's environment loaded as build.sh loads it.
+
+    Unchecked: the caller looks at the return code and output.
+    """
     script = (
         "set -o errexit -o nounset -o pipefail\n"
         f'. "{ROOT}/scripts/common.sh"\nload_local_env\n{body}\n'
     )
-    done = subprocess.run(
+    return subprocess.run(
         ["bash", "-c", script],
         env=stack.env,
         cwd=ROOT,
@@ -53,6 +58,11 @@ def _local_env_shell(stack: Stack, body: str, timeout: float = 120) -> str:
         timeout=timeout,
         check=False,
     )
+
+
+def local_env_shell(stack: Stack, body: str, timeout: float = 120) -> str:
+    """:func:`run_local_env`, which must succeed; return its standard output."""
+    done = run_local_env(stack, body, timeout)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -99,7 +109,7 @@ def worker_log_lines(stack: Stack) -> list[str]:
 def start_worker(stack: Stack, timeout: float = 90) -> float:
     """Start the worker role as build.sh does; return the seconds until it is ready."""
     before = sum(" ready." in line for line in worker_log_lines(stack))
-    _local_env_shell(
+    local_env_shell(
         stack,
         'cd "$ROOT"\n'
         'setsid nohup "$ROOT/flask/bin/start-worker.sh" >>"$LOG_DIR/worker.log" 2>&1 </dev/null &\n'
@@ -120,14 +130,14 @@ def stop_rabbitmq(stack: Stack) -> None:
 def start_rabbitmq(stack: Stack, timeout: float = 120) -> float:
     """Start the broker role as build.sh does; return the seconds until it is up."""
     start = time.monotonic()
-    _local_env_shell(
+    local_env_shell(
         stack,
         'setsid nohup env HOME="$RABBITMQ_HOME_DIR" "$ROOT/rabbitmq/start-rabbitmq.sh" '
         '>>"$LOG_DIR/rabbitmq.log" 2>&1 </dev/null &\n'
         'echo $! >"$RUN_DIR/rabbitmq.pid"',
     )
     # await_startup fails at once while the node is not yet registered: retry it.
-    _local_env_shell(
+    local_env_shell(
         stack,
         f"for _ in $(seq {int(timeout / 2)}); do\n"
         "  local_rabbitmqctl -q await_startup --timeout 5 >/dev/null 2>&1 && exit 0\n"
@@ -141,7 +151,7 @@ def start_rabbitmq(stack: Stack, timeout: float = 120) -> float:
 
 def queue_depth(stack: Stack) -> int:
     """Messages ready plus unacknowledged in the prediction queue."""
-    out = _local_env_shell(
+    out = local_env_shell(
         stack,
         'local_rabbitmqctl -q list_queues -p "$RABBITMQ_VHOST" --no-table-headers name messages',
     )
@@ -193,9 +203,8 @@ def wait_all_finished(stack: Stack, task_ids: Iterable[str], timeout: float) -> 
     ids = list(task_ids)
 
     def done() -> bool:
-        return all(s in FINISHED for s in states(stack, ids).values()) and len(
-            states(stack, ids)
-        ) == len(ids)
+        found = states(stack, ids)
+        return len(found) == len(ids) and all(s in FINISHED for s in found.values())
 
     return wait_until(done, timeout, f"{len(ids)} jobs to finish", step=0.25)
 

@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from iris_service import create_app, status_files
+from iris_service import create_app
 from iris_service.retention import sweep_status_files
 from iris_service.status_files import StatusFiles
 from iris_service.store import JobStatus, StatusStore, utcnow
@@ -177,7 +177,7 @@ def test_a_failed_status_write_leaves_no_stale_copy(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     # The next write fails: the old copy must go, so that nginx asks the app.
-    monkeypatch.setattr(status_files.tempfile, "mkstemp", disk_full)
+    monkeypatch.setattr("iris_service.files.tempfile.mkstemp", disk_full)
     files.published(JobStatus(task_id, "STARTED", utcnow(), None, None, attempts=1, job_id=1))
     assert not files.path(task_id).exists()
 

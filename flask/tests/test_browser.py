@@ -354,7 +354,8 @@ def test_gives_up_after_the_timeout_and_can_resume(browser: Browser, stack: Stac
 
 
 def test_failed_task_is_shown_plainly(page: Page) -> None:
-    """A FAILURE status (the worker cannot be made to fail on demand) is injected."""
+    """A FAILURE status is injected with page.route: a real one needs the test hooks
+    (IRIS_TEST_HOOKS) and so a stack of its own, which this shared-stack module avoids."""
 
     def failed(route: Route) -> None:
         task_id = route.request.url.rsplit("/", 1)[1]

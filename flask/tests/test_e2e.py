@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 import uuid
 
 import pytest
@@ -76,14 +75,8 @@ def test_result_before_ready_is_409(stack: Stack) -> None:
 
 
 def raw_get(stack: Stack, path: str) -> tuple[int, bytes]:
-    """Send the path byte for byte, without any client-side normalisation."""
-    host, port = stack.base_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return int(data.split(b" ", 2)[1]), data
+    """GET the path byte for byte, without any client-side normalisation."""
+    return stack.raw(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(), 10)
 
 
 @pytest.mark.parametrize(

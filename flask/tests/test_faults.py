@@ -22,7 +22,7 @@ import requests
 
 from iris_service.tasks import POISON_JOB_SEPAL_LENGTH, SLOW_JOB_SEPAL_LENGTH
 
-from conftest import SETOSA, VERSICOLOR, VIRGINICA, Stack, start_stack
+from conftest import SETOSA, VERSICOLOR, VIRGINICA, Stack, running_stack
 from faultkit import (
     Tally,
     alive,
@@ -51,7 +51,7 @@ POISON = {**SETOSA, "sepal_length": POISON_JOB_SEPAL_LENGTH}
 
 @pytest.fixture(scope="module")
 def hooked() -> Iterator[Stack]:
-    stack = start_stack(
+    with running_stack(
         {
             "IRIS_TEST_HOOKS": "1",
             "TEST_TASK_DELAY_SECONDS": "4",
@@ -61,11 +61,8 @@ def hooked() -> Iterator[Stack]:
             # The retention purge runs too, adding its writes (nothing is old enough).
             "RESULT_CLEANUP_INTERVAL_SECONDS": "1",
         }
-    )
-    try:
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def _running_pid(stack: Stack, task_id: str) -> int:

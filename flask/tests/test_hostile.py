@@ -47,17 +47,6 @@ def untouched(stack: Stack) -> Iterator[dict[str, tuple[float, int]]]:
     assert _snapshot(ROOT / "document_root", stack.var_dir, skip=skip) == before
 
 
-def raw(stack: Stack, request: bytes, timeout: float = 30) -> tuple[int, bytes]:
-    """Send bytes exactly as given; return the status and the whole answer."""
-    host, port = stack.base_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as s:
-        s.sendall(request)
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return (int(data.split(b" ", 2)[1]) if data else 0), data
-
-
 def _json_4xx(status: int, data: bytes) -> None:
     assert 400 <= status < 500, data[:300]
     head, _, body = data.partition(b"\r\n\r\n")
@@ -140,7 +129,7 @@ def test_schemathesis_finds_no_server_error(
 )
 def test_traversal_attempts_get_4xx(stack: Stack, untouched: object, path: str) -> None:
     request = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
-    status, data = raw(stack, request)
+    status, data = stack.raw(request)
     assert 400 <= status < 500, (path, status)
     assert b"root:" not in data and b"SQLite format" not in data and b"import " not in data
     # nginx resolves dot segments (encoded too) first: what stays under /flask/ is the app's.
@@ -247,23 +236,21 @@ def test_writes_outside_the_api_are_refused(stack: Stack, untouched: object) -> 
 
 def test_huge_query_strings_and_headers_get_json_4xx(stack: Stack, untouched: object) -> None:
     for size in (6_000, 20_000, 100_000):
-        status, data = raw(
-            stack,
+        status, data = stack.raw(
             f"GET /flask/status?task_id={'a' * size} HTTP/1.1\r\nHost: x\r\n"
             "Connection: close\r\n\r\n".encode(),
         )
         _json_4xx(status, data)
-    status, data = raw(
-        stack,
+    status, data = stack.raw(
         f"GET /flask/tasks?limit=1&{'&'.join(f'p{i}=1' for i in range(1500))} HTTP/1.1\r\n"
         "Host: x\r\nConnection: close\r\n\r\n".encode(),
     )
     assert status in (200, 414), data[:200]  # unknown parameters are ignored
-    status, data = raw(
-        stack, f"GET /flask/health HTTP/1.1\r\nHost: x\r\nX-Big: {'b' * 20_000}\r\n\r\n".encode()
+    status, data = stack.raw(
+        f"GET /flask/health HTTP/1.1\r\nHost: x\r\nX-Big: {'b' * 20_000}\r\n\r\n".encode()
     )
     _json_4xx(status, data)
-    status, data = raw(stack, b"NONSENSE\r\n\r\n")
+    status, data = stack.raw(b"NONSENSE\r\n\r\n")
     _json_4xx(status, data)
 
 

@@ -3,27 +3,16 @@ Celery worker process runs the job, and the SQLite backend holds the outcome."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import time
-from typing import Any
 
 import pytest
 
 from iris_service import create_app
 
 from conftest import SETOSA, VERSICOLOR, VIRGINICA, Stack
+from faultkit import job_row
 
 pytestmark = pytest.mark.stack
-
-
-def _backend_row(stack: Stack, task_id: str) -> tuple[str, Any]:
-    path = stack.database_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as db:
-        row = db.execute(
-            "SELECT status, result FROM celery_taskmeta WHERE task_id = ?", (task_id,)
-        ).fetchone()
-    return row[0], json.loads(row[1]) if row[1] else None
 
 
 @pytest.mark.parametrize(
@@ -51,8 +40,9 @@ def test_submit_reaches_success_with_pdf(
     pdf = stack.reports_dir / f"{task_id}.pdf"
     assert pdf.read_bytes().startswith(b"%PDF-")
 
-    status, result = _backend_row(stack, task_id)
-    assert status == "SUCCESS"
+    row = job_row(stack, task_id)
+    result = row["result"]
+    assert row["state"] == "SUCCESS"
     assert result["report_path"] == f"reports/{task_id}.pdf"
     assert result["label"] == species
     assert result["model_version"] == app.test_client().get("/flask/model").get_json()["version"]

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import SETOSA, VIRGINICA, Stack, start_stack
+from conftest import SETOSA, VIRGINICA, Stack, running_stack
 from faultkit import db, wait_until
 
 pytestmark = pytest.mark.stack
@@ -22,7 +22,7 @@ TOKEN = secrets.token_urlsafe(16)
 
 @pytest.fixture(scope="module")
 def limited() -> Iterator[Stack]:
-    stack = start_stack(
+    with running_stack(
         {
             "SUBMIT_RATE_LIMIT": "2r/s",
             "SUBMIT_RATE_BURST": "4",
@@ -30,11 +30,8 @@ def limited() -> Iterator[Stack]:
             "RESULT_CLEANUP_INTERVAL_SECONDS": "1",
             "TASKS_API_TOKEN": TOKEN,
         }
-    )
-    try:
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def _rows(stack: Stack, task_id: str) -> tuple[int, int]:

@@ -16,7 +16,7 @@ import requests
 
 from iris_service.tasks import SLOW_JOB_SEPAL_LENGTH
 
-from conftest import SETOSA, Stack, start_stack
+from conftest import SETOSA, Stack, running_stack
 from faultkit import (
     assert_clean_503,
     db,
@@ -38,18 +38,15 @@ SLOWISH = {**SETOSA, "sepal_length": SLOW_JOB_SEPAL_LENGTH}
 
 @pytest.fixture(scope="module")
 def small() -> Iterator[Stack]:
-    stack = start_stack(
+    with running_stack(
         {
             "QUEUE_MAX_LENGTH": str(QUEUE_MAX_LENGTH),
             "IRIS_TEST_HOOKS": "1",
             "TEST_TASK_DELAY_SECONDS": "0.2",
             "CELERY_CONCURRENCY": "1",
         }
-    )
-    try:
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def _job_count(stack: Stack) -> int:

@@ -20,7 +20,7 @@ import requests
 from PIL import Image
 from pypdf import PdfReader
 
-from iris_service import create_app, model, report, report_charts, report_stats
+from iris_service import create_app, files, model, report, report_charts, report_stats
 from iris_service.model import FEATURES
 from iris_service.report_stats import CLOSE_MARGIN, FAR_SIGMAS
 from iris_service.store import StatusStore
@@ -181,6 +181,8 @@ def test_warning_box_is_drawn(card: dict[str, Any], tmp_path: Path) -> None:
 
 
 def test_unicode_metadata_renders_and_does_not_leak(card: dict[str, Any]) -> None:
+    plain = make_data(card, SETOSA)
+    before = report.render(plain)
     odd = {
         **card,
         "classifier": "Λογιστική παλινδρόμηση",
@@ -189,10 +191,9 @@ def test_unicode_metadata_renders_and_does_not_leak(card: dict[str, Any]) -> Non
     text = pdf_text(report.render(make_data(card, SETOSA, model_card=odd)))
     assert "Λογιστική παλινδρόμηση" in text
     assert "Straße 1.0 ✓ ≥ naïve" in text
-    # The next plain report is byte-identical to a plain one rendered before.
-    plain = make_data(card, SETOSA)
+    # The next plain report is byte-identical to the plain one rendered before.
     assert "Λογιστική" not in pdf_text(report.render(plain))
-    assert report.render(plain) == report.render(plain)
+    assert report.render(plain) == before
 
 
 def test_fonts_are_embedded_subsets(card: dict[str, Any]) -> None:
@@ -223,8 +224,9 @@ def test_probability_png_draws_each_class() -> None:
 
 def test_write_atomically_replaces(tmp_path: Path) -> None:
     target = tmp_path / "reports" / "x.pdf"
-    report.write_atomically(b"first", target)
-    report.write_atomically(b"second", target)
+    target.parent.mkdir()
+    files.write_atomically(b"first", target)
+    files.write_atomically(b"second", target)
     assert target.read_bytes() == b"second"
     assert [p.name for p in target.parent.iterdir()] == ["x.pdf"]
     assert target.stat().st_mode & 0o644 == 0o644

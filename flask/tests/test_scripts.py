@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,8 @@ import pytest
 
 from iris_service import create_app
 
-from conftest import ROOT, SETOSA, VIRGINICA, Stack, start_stack
+from conftest import ROOT, SETOSA, VIRGINICA, Stack, running_stack
+from faultkit import run_local_env, states, wait_all_finished
 
 SCRIPTS = [
     "list_queues.sh",
@@ -107,11 +107,8 @@ def test_ensure_debs_is_not_fooled_by_a_folder_of_the_same_name(tmp_path: Path) 
 
 @pytest.fixture(scope="module")
 def ops_stack() -> Iterator[Stack]:
-    stack = start_stack()
-    try:
+    with running_stack() as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def queues(stack: Stack) -> dict[str, dict[str, int]]:
@@ -128,16 +125,8 @@ def queues(stack: Stack) -> dict[str, dict[str, int]]:
 
 
 def shell(stack: Stack, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """A bash command with the stack's local-mode environment loaded."""
-    return subprocess.run(
-        ["bash", "-c", f'. scripts/common.sh && load_local_env && cd "$ROOT" && {command}'],
-        env=stack.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """A bash command with the stack's local-mode environment loaded, run from the root."""
+    return run_local_env(stack, f'cd "$ROOT"\n{command}', timeout)
 
 
 def test_list_queues_shows_the_prediction_queue(ops_stack: Stack) -> None:
@@ -213,12 +202,8 @@ def test_launched_worker_consumes_and_shares_a_burst(ops_stack: Stack) -> None:
         r = client.post("/flask/predict", json=SETOSA if i % 2 else VIRGINICA)
         assert r.status_code == 202, r.get_json()
         ids.append(r.get_json()["task_id"])
-    deadline = time.monotonic() + 120
-    for task_id in ids:
-        while (state := client.get(f"/flask/status/{task_id}").get_json()["state"]) != "SUCCESS":
-            assert state in ("PENDING", "STARTED", "PROGRESS"), state
-            assert time.monotonic() < deadline, f"{task_id} still {state}"
-            time.sleep(0.05)
+    wait_all_finished(ops_stack, ids, timeout=120)
+    assert set(states(ops_stack, ids).values()) == {"SUCCESS"}
 
     # Which worker ran each job: each worker logs the ids it received.
     logs = ops_stack.var_dir / "log"
@@ -248,15 +233,7 @@ def test_broker_down_is_reported(ops_stack: Stack) -> None:
 def test_stop_also_stops_the_added_workers(ops_stack: Stack) -> None:
     run = ops_stack.var_dir / "run"
     pids = [int((run / name).read_text()) for name in ("worker.pid", "worker-worker2.pid")]
-    result = subprocess.run(
-        [str(ROOT / "build.sh"), "--stop"],
-        env=ops_stack.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    result = ops_stack.script("build.sh", "--stop", timeout=180)
     assert result.returncode == 0, result.stderr
     for pid in pids:
         with pytest.raises(ProcessLookupError):

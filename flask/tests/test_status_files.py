@@ -10,7 +10,6 @@ behind its back), so it is the file being served.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +18,8 @@ import requests
 
 from iris_service.tasks import SLOW_JOB_SEPAL_LENGTH
 
-from conftest import ROOT, VIRGINICA, Stack, start_stack
-from faultkit import db, wait_until
+from conftest import VIRGINICA, Stack, running_stack
+from faultkit import db, local_env_shell, wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -29,28 +28,16 @@ SLOW = {**VIRGINICA, "sepal_length": SLOW_JOB_SEPAL_LENGTH}
 
 @pytest.fixture(scope="module")
 def slow_stack() -> Iterator[Stack]:
-    stack = start_stack({"IRIS_TEST_HOOKS": "1", "TEST_TASK_DELAY_SECONDS": "2"})
-    try:
-        yield stack
-    finally:
+    with running_stack({"IRIS_TEST_HOOKS": "1", "TEST_TASK_DELAY_SECONDS": "2"}) as stack:
         folder = status_dir(stack)
-        stack.stop()
+        yield stack
     # The copies are a cache of the database: build.sh --stop removes them.
     assert not folder.exists()
 
 
 def status_dir(stack: Stack) -> Path:
     """The stack's STATUS_DIR, as scripts/common.sh picks it."""
-    result = subprocess.run(
-        ["bash", "-c", '. scripts/common.sh && load_local_env && echo "$STATUS_DIR"'],
-        env=stack.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return Path(result.stdout.strip())
+    return Path(local_env_shell(stack, 'echo "$STATUS_DIR"', timeout=60).strip())
 
 
 def test_copies_live_on_tmpfs(slow_stack: Stack) -> None:

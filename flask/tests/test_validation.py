@@ -10,8 +10,6 @@ from flask.testing import FlaskClient
 
 from conftest import SETOSA
 
-FIELDS = tuple(SETOSA)
-
 
 def with_value(field: str, value: Any) -> dict[str, Any]:
     return {**SETOSA, field: value}

@@ -75,15 +75,15 @@ class SQLResultBackend(DatabaseBackend):  # type: ignore[misc]
             "traceback": meta["traceback"],
             "date_done": meta["date_done"],
         }
-        job = None
+        listener = self._listener
         with self._writer().begin() as conn:
             updated = conn.execute(
                 _UPDATE_STATE, {"job": task_id, **{f"new_{k}": v for k, v in values.items()}}
             ).rowcount
             if not updated and conn.execute(_FIND, {"job": task_id}).first() is None:
                 conn.execute(insert(TASKMETA).values(task_id=task_id, **values))
-            if self._listener is not None:
-                # The row as committed: a SUCCESS this write did not overwrite stays.
-                job = read_status(conn, task_id)
-        if self._listener is not None and job is not None:
-            self._listener.published(job)
+            # The row as committed: a SUCCESS this write did not overwrite stays.
+            job = read_status(conn, task_id) if listener is not None else None
+        # job is None without a listener; mypy needs listener narrowed too.
+        if listener is not None and job is not None:
+            listener.published(job)

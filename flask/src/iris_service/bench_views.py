@@ -10,17 +10,16 @@ default): it gives up every guarantee of the queue and must not be served.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify
 
-from . import report
+from . import report, views
 from .config import Settings
 from .errors import ApiError
 from .tasks import get_model, write_report
-from .validation import InvalidInputError, validate_json
+from .validation import InvalidInputError
 
 bp = Blueprint("bench", __name__, url_prefix="/flask/bench")
 
@@ -37,11 +36,9 @@ def inline() -> Response:
     settings: Settings = current_app.extensions["iris_settings"]
     received = datetime.now(UTC)
     try:
-        measurements = validate_json(json.loads(request.get_data(cache=False)))
-    except InvalidInputError as exc:  # a ValueError too: caught first
+        measurements = views._parse_json()
+    except InvalidInputError as exc:
         raise ApiError(400, "invalid input", fields=exc.fields) from None
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "the body is not valid JSON") from None
     values = measurements.model_dump()
     model = get_model(settings)
     prediction = model.predict(values)

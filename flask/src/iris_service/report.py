@@ -11,13 +11,10 @@ do their expensive work once per process, so a report takes milliseconds.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, lru_cache
-from pathlib import Path
 from typing import Any
 
 import fpdf
@@ -27,6 +24,7 @@ from .report_charts import (
     INK,
     MUTED,
     PROBABILITY_ROW,
+    RGB,
     RULE,
     WHITE,
     Plot,
@@ -167,8 +165,7 @@ def _accuracy(card: Mapping[str, Any]) -> str:
     return f"{accuracy * 100:.1f} % ({folds}-fold CV)" if folds else f"{accuracy * 100:.1f} %"
 
 
-def _verdict(pdf: ReportPDF, data: ReportData, verdict: Assessment, y: float) -> float:
-    colour = species_colour(data.label, list(data.probabilities).index(data.label))
+def _verdict(pdf: ReportPDF, data: ReportData, verdict: Assessment, colour: RGB, y: float) -> float:
     # Darkened a fifth: the orange of versicolor is too light for text on white.
     set_text(pdf, 24, "B", (colour[0] * 4 // 5, colour[1] * 4 // 5, colour[2] * 4 // 5))
     text(pdf, LEFT, y + 11, f"Iris {data.label}")
@@ -228,15 +225,17 @@ def _measurements_recording() -> Recording:
     return record(lambda scratch: _measurements_static(scratch, _TABLE_Y0))
 
 
-def _measurements(pdf: ReportPDF, data: ReportData, verdict: Assessment, y: float) -> float:
+def _measurements(
+    pdf: ReportPDF, data: ReportData, verdict: Assessment, colour: RGB, y: float
+) -> float:
     stats = training_stats().per_class[data.label]
-    colour = species_colour(data.label, list(data.probabilities).index(data.label))
     _label(pdf, LEFT, y, f"Your measurements and the 50 training flowers of Iris {data.label}")
     y += 6
     replay(pdf, _measurements_recording(), dy=y - _TABLE_Y0)
     y += 2
     for comparison in verdict.comparisons:
         feature = comparison.feature
+        feature_stats = stats[feature]
         set_text(pdf, 9.5, "B", INK)
         text(pdf, 72, y + 6.3, f"{_cm(comparison.value)} cm", "R")
         range_strip(
@@ -246,11 +245,10 @@ def _measurements(pdf: ReportPDF, data: ReportData, verdict: Assessment, y: floa
             _STRIP_W,
             4.4,
             axis_for(feature),
-            stats[feature],
+            feature_stats,
             comparison.value,
             colour,
         )
-        feature_stats = stats[feature]
         if comparison.value < feature_stats.low:
             position = "below all 50"
         elif comparison.value > feature_stats.high:
@@ -327,10 +325,12 @@ def _scatters(pdf: ReportPDF, data: ReportData, y: float) -> None:
 
 def _page_one(pdf: ReportPDF, data: ReportData, verdict: Assessment) -> None:
     pdf.add_page()
+    # The predicted species' colour, as in the probability bars and the scatters.
+    colour = species_colour(data.label, list(data.probabilities).index(data.label))
     y = _header(pdf, data)
-    y = _verdict(pdf, data, verdict, y)
+    y = _verdict(pdf, data, verdict, colour, y)
     y = _warnings(pdf, verdict.warnings(), y)
-    y = _measurements(pdf, data, verdict, y)
+    y = _measurements(pdf, data, verdict, colour, y)
     _scatters(pdf, data, y)
     _footer(pdf, data, 1)
 
@@ -394,7 +394,6 @@ def _model_card(pdf: ReportPDF, card: Mapping[str, Any], model_version: str) -> 
     pdf.rect(0, 0, PAGE_W, 16, style="F")
     set_text(pdf, 13, "B", WHITE)
     text(pdf, LEFT, 10.5, "Model card")
-    pdf.set_text_color(200, 212, 230)
     set_text(pdf, 8.5, colour=(200, 212, 230))
     text(pdf, RIGHT, 10.5, f"model version {model_version}", "R")
 
@@ -548,22 +547,3 @@ def warm_up(model_card: Mapping[str, Any]) -> None:
 
 def report_filename(task_id: str) -> str:
     return f"{task_id}.pdf"
-
-
-def write_atomically(content: bytes, target: Path) -> None:
-    """Write to a temporary file in the same folder and rename it into place.
-
-    A redelivered job rewrites the same name, so a retry never leaves two
-    reports or a half-written one.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-        # nginx workers may run as another user: the report must be readable.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from celery import bootsteps
 
+from . import report
 from .config import Settings, status_dir
 from .store import StatusStore, utcnow
 
@@ -54,7 +55,7 @@ def purge(settings: Settings, store: StatusStore) -> PurgeReport:
         if store.listener is not None:
             store.listener.withdrawn(task_id)
         try:
-            (settings.reports_dir / f"{task_id}.pdf").unlink()
+            (settings.reports_dir / report.report_filename(task_id)).unlink()
             files += 1
         except FileNotFoundError:
             pass

@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .files import write_atomically
 from .store import JobStatus
 
 log = logging.getLogger(__name__)
@@ -109,15 +109,8 @@ class StatusFiles:
 
     def published(self, job: JobStatus) -> None:
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{job.task_id}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(encode(status_body(job)))
-                os.chmod(tmp, 0o644)  # nginx's workers may run as another user
-                os.replace(tmp, self.path(job.task_id))
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            # Mode 0o644 (files.py): nginx's workers may run as another user.
+            write_atomically(encode(status_body(job)), self.path(job.task_id))
         except OSError:
             # The database has the state: without a current copy nginx must ask the app.
             log.exception("could not write the status file of %s; removing it", job.task_id)

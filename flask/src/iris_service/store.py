@@ -273,15 +273,17 @@ class StatusStore:
         off): one transaction instead of two, and no ORM round trip. A finished
         job is never moved back to STARTED.
         """
+        listener = self.listener
         with self._tx() as conn:
             row = conn.execute(_COUNT_ATTEMPT, {"job": task_id}).first()
             if row is None:
                 return None
             conn.execute(_MARK_STARTED, {"job": task_id, "now": utcnow()})
             # Published from the row as committed (a finished job stays finished).
-            job = read_status(conn, task_id) if self.listener is not None else None
-        if self.listener is not None and job is not None:
-            self.listener.published(job)
+            job = read_status(conn, task_id) if listener is not None else None
+        # job is None without a listener; mypy needs listener narrowed too.
+        if listener is not None and job is not None:
+            listener.published(job)
         return Attempt(number=int(row[0]), submitted_at=row[1])
 
     def purge_submitted_before(self, cutoff: datetime, batch: int = 500) -> tuple[str, ...]:

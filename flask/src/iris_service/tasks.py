@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 from . import report
 from .celery_app import PREDICT_TASK
 from .config import Settings
+from .files import write_atomically
 from .model import IrisModel, Prediction, load_or_train
 from .store import StatusStore
 from .validation import Measurements
@@ -120,7 +121,8 @@ def write_report(
         )
     )
     filename = report.report_filename(task_id)
-    report.write_atomically(pdf, settings.reports_dir / filename)
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    write_atomically(pdf, settings.reports_dir / filename)
     return filename, len(pdf)
 
 

@@ -48,15 +48,20 @@ def _celery() -> Celery:
     return celery_app
 
 
+def _parse_json() -> Measurements:
+    """The request's JSON body, validated; raises InvalidInputError for bad measurements."""
+    raw = request.get_data(cache=False)
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the body is not valid JSON") from None
+    return validate_json(payload)
+
+
 def _parse_body() -> Measurements:
     mimetype = request.mimetype
     if mimetype == "application/json" or mimetype.endswith("+json"):
-        raw = request.get_data(cache=False)
-        try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "the body is not valid JSON") from None
-        return validate_json(payload)
+        return _parse_json()
     if mimetype in _FORM_TYPES:
         return validate_form(request.form)
     raise ApiError(
@@ -64,10 +69,6 @@ def _parse_body() -> Measurements:
         "send application/json or a form (application/x-www-form-urlencoded)",
         content_type=request.content_type or None,
     )
-
-
-def _report_url(task_id: str) -> str:
-    return url_for("api.result", filename=f"{task_id}.pdf")
 
 
 def _unavailable(message: str) -> Response:
@@ -107,7 +108,10 @@ def predict() -> Response:
 
     status_url = url_for("api.status", task_id=task_id)
     response = jsonify(
-        task_id=task_id, state="PENDING", status_url=status_url, report_url=_report_url(task_id)
+        task_id=task_id,
+        state="PENDING",
+        status_url=status_url,
+        report_url=status_files.report_url(task_id),
     )
     response.status_code = 202
     response.headers["Location"] = status_url
