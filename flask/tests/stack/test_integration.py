@@ -9,8 +9,9 @@ import pytest
 
 from iris_service import create_app
 
-from conftest import SETOSA, VERSICOLOR, VIRGINICA, Stack
-from faultkit import job_row
+from support.faults import job_row
+from support.samples import SETOSA, VERSICOLOR, VIRGINICA
+from support.stack import Stack
 
 pytestmark = pytest.mark.stack
 

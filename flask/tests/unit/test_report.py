@@ -8,28 +8,23 @@ from __future__ import annotations
 
 import io
 import subprocess
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import requests
 from PIL import Image
 from pypdf import PdfReader
 
-from iris_service import create_app, files, model, report, report_charts, report_stats
+from iris_service import files, model, report, report_charts, report_stats
 from iris_service.model import FEATURES
 from iris_service.report_stats import CLOSE_MARGIN, FAR_SIGMAS
-from iris_service.store import StatusStore
 
-from conftest import SETOSA, VIRGINICA, Stack
+from support.pdf import count_near, pdf_text
+from support.samples import NEAR_TIE, SETOSA, VIRGINICA
 
 TASK_ID = "6fa5a799-21e9-49d0-8268-be5827d5315f"
-# Between versicolor and virginica: the model hesitates (about 42 % / 58 %).
-NEAR_TIE = {"sepal_length": 6.0, "sepal_width": 2.7, "petal_length": 5.0, "petal_width": 1.6}
 # A petal length no iris has: 40 cm.
 FAR_OUT = {**SETOSA, "petal_length": 40.0}
 
@@ -55,11 +50,6 @@ def make_data(card: Mapping[str, Any], features: dict[str, float], **overrides: 
     return report.ReportData(**values)
 
 
-def pdf_text(content: bytes) -> str:
-    reader = PdfReader(io.BytesIO(content))
-    return "\n".join(page.extract_text() for page in reader.pages)
-
-
 def render_page(content: bytes, tmp_path: Path, page: int = 1) -> Image.Image:
     tmp_path.mkdir(parents=True, exist_ok=True)
     source = tmp_path / "report.pdf"
@@ -72,12 +62,6 @@ def render_page(content: bytes, tmp_path: Path, page: int = 1) -> Image.Image:
     )
     (image,) = tmp_path.glob("page*.png")
     return Image.open(image).convert("RGB")
-
-
-def count_near(image: Image.Image, colour: tuple[int, int, int], tolerance: int = 12) -> int:
-    """Pixels within tolerance of a colour on every channel."""
-    pixels = np.asarray(image, dtype=np.int16)
-    return int(np.all(np.abs(pixels - np.array(colour)) <= tolerance, axis=-1).sum())
 
 
 def test_report_text(card: dict[str, Any]) -> None:
@@ -230,47 +214,3 @@ def test_write_atomically_replaces(tmp_path: Path) -> None:
     assert target.read_bytes() == b"second"
     assert [p.name for p in target.parent.iterdir()] == ["x.pdf"]
     assert target.stat().st_mode & 0o644 == 0o644
-
-
-@pytest.mark.stack
-def test_real_job_report_and_png(stack: Stack, tmp_path: Path) -> None:
-    """A job run by the real worker: its PDF names the times and the model card,
-    and its chart is served as a PNG through nginx and by the app itself."""
-    body = stack.submit(NEAR_TIE)
-    task_id = body["task_id"]
-    done = stack.wait_done(task_id, timeout=60)
-    assert done["state"] == "SUCCESS"
-
-    pdf = requests.get(f"{stack.base_url}{body['report_url']}", timeout=10)
-    assert pdf.status_code == 200
-    text = pdf_text(pdf.content)
-    assert task_id in text and "Close call" in text
-    assert "not recorded" not in text  # submission time and the model card reached the report
-    assert done["submitted_at"][:19].replace("T", " ") in text
-
-    url = f"{stack.base_url}/flask/result/{task_id}.png"
-    r = requests.get(url, timeout=10)
-    assert r.status_code == 200
-    assert r.headers["Content-Type"] == "image/png"
-    image = Image.open(io.BytesIO(r.content)).convert("RGB")
-    for colour in report_charts.SPECIES_COLOURS.values():
-        # Even a near-zero probability gets a visible sliver (2 px wide).
-        assert count_near(image, colour, 2) > 40
-
-    # The same route through the Flask test client, on the stack's database.
-    client = create_app({"TESTING": True}, settings=stack.settings()).test_client()
-    direct = client.get(f"/flask/result/{task_id}.png")
-    assert direct.status_code == 200 and direct.mimetype == "image/png"
-    assert direct.data == r.content
-
-    pending = str(uuid.uuid4())
-    StatusStore(stack.database_url).create_pending(pending, SETOSA)
-    assert (
-        requests.get(f"{stack.base_url}/flask/result/{pending}.png", timeout=10).status_code == 409
-    )
-    unknown = requests.get(f"{stack.base_url}/flask/result/{uuid.uuid4()}.png", timeout=10)
-    assert unknown.status_code == 404 and unknown.json()["error"]
-    bad = requests.get(f"{stack.base_url}/flask/result/not-a-uuid.png", timeout=10)
-    assert bad.status_code == 400 and bad.json()["error"]
-    other = requests.get(f"{stack.base_url}/flask/result/{task_id}.gif", timeout=10)
-    assert other.status_code == 404

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILES = {
     "rabbitmq": ROOT / "rabbitmq" / "Dockerfile",
     "flask": ROOT / "flask" / "Dockerfile",

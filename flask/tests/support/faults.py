@@ -23,7 +23,7 @@ from typing import Any
 
 import requests
 
-from conftest import ROOT, Stack
+from support.stack import ROOT, Stack
 
 FINISHED = ("SUCCESS", "FAILURE")
 

@@ -23,7 +23,7 @@ from iris_service.validation import (
     validate_json,
 )
 
-from conftest import make_settings
+from support.settings import make_settings
 
 FIELDS = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 valid_cm = st.floats(min_value=0, max_value=100, exclude_min=True, allow_nan=False)

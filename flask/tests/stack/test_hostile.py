@@ -22,7 +22,9 @@ from iris_service import create_app
 from iris_service.openapi import openapi_document
 from iris_service.validation import Measurements
 
-from conftest import ROOT, SETOSA, Stack, make_settings
+from support.samples import SETOSA
+from support.settings import make_settings
+from support.stack import ROOT, Stack
 
 pytestmark = pytest.mark.stack
 

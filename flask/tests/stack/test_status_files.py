@@ -18,8 +18,9 @@ import requests
 
 from iris_service.tasks import SLOW_JOB_SEPAL_LENGTH
 
-from conftest import VIRGINICA, Stack, running_stack
-from faultkit import db, local_env_shell, wait_until
+from support.faults import db, local_env_shell, wait_until
+from support.samples import VIRGINICA
+from support.stack import Stack, running_stack
 
 pytestmark = pytest.mark.stack
 

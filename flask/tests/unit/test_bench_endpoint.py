@@ -10,7 +10,8 @@ from flask import Flask
 from iris_service import create_app
 from iris_service.tasks import get_model
 
-from conftest import SETOSA, VIRGINICA, make_settings
+from support.samples import SETOSA, VIRGINICA
+from support.settings import make_settings
 
 
 @pytest.fixture

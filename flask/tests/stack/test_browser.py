@@ -26,7 +26,8 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from conftest import ROOT, SETOSA, VERSICOLOR, VIRGINICA, Stack
+from support.samples import SETOSA, VERSICOLOR, VIRGINICA
+from support.stack import ROOT, Stack
 
 pytestmark = pytest.mark.stack
 

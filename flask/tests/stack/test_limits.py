@@ -12,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import SETOSA, VIRGINICA, Stack, running_stack
-from faultkit import db, wait_until
+from support.faults import db, wait_until
+from support.samples import SETOSA, VIRGINICA
+from support.stack import Stack, running_stack
 
 pytestmark = pytest.mark.stack
 

@@ -9,7 +9,7 @@ from flask import Flask
 from iris_service.backend import SQLResultBackend
 from iris_service.store import StatusStore
 
-from conftest import SETOSA
+from support.samples import SETOSA
 
 
 def test_backend_is_ours(app: Flask) -> None:

@@ -16,8 +16,7 @@ import requests
 
 from iris_service.tasks import SLOW_JOB_SEPAL_LENGTH
 
-from conftest import SETOSA, Stack, running_stack
-from faultkit import (
+from support.faults import (
     assert_clean_503,
     db,
     kill_group,
@@ -29,6 +28,8 @@ from faultkit import (
     wait_all_finished,
     wait_until,
 )
+from support.samples import SETOSA
+from support.stack import Stack, running_stack
 
 pytestmark = pytest.mark.stack
 

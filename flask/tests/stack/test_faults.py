@@ -22,8 +22,7 @@ import requests
 
 from iris_service.tasks import POISON_JOB_SEPAL_LENGTH, SLOW_JOB_SEPAL_LENGTH
 
-from conftest import SETOSA, VERSICOLOR, VIRGINICA, Stack, running_stack
-from faultkit import (
+from support.faults import (
     Tally,
     alive,
     assert_clean_503,
@@ -42,6 +41,8 @@ from faultkit import (
     wait_all_finished,
     wait_until,
 )
+from support.samples import SETOSA, VERSICOLOR, VIRGINICA
+from support.stack import Stack, running_stack
 
 pytestmark = pytest.mark.stack
 

@@ -11,7 +11,8 @@ from pypdf import PdfReader
 
 from iris_service.store import StatusStore
 
-from conftest import SETOSA, VIRGINICA, Stack
+from support.samples import SETOSA, VIRGINICA
+from support.stack import Stack
 
 pytestmark = pytest.mark.stack
 

@@ -18,7 +18,8 @@ from iris_service.retention import sweep_status_files
 from iris_service.status_files import StatusFiles
 from iris_service.store import JobStatus, StatusStore, utcnow
 
-from conftest import SETOSA, make_settings
+from support.samples import SETOSA
+from support.settings import make_settings
 
 
 def store_of(app: Flask) -> StatusStore:

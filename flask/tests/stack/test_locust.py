@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Stack
+from support.stack import ROOT, Stack
 
 # The locust folder, not the repository root: nothing there can shadow a library.
 sys.path.insert(0, str(ROOT / "locust"))

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from conftest import SETOSA
+from support.samples import SETOSA
 
 
 def with_value(field: str, value: Any) -> dict[str, Any]:

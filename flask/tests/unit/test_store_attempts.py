@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from iris_service.store import TASKMETA, StatusStore
 
-from conftest import SETOSA
+from support.samples import SETOSA
 
 
 def test_begin_attempt_counts_and_marks_started(app: Flask) -> None:

@@ -1,0 +1,1 @@
+"""Helpers the tests share: sample inputs, settings, the private stack, fault tools."""
