@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flask" / "src"))
 
-from iris_service import model, report, report_charts
+from iris_service import model, report, report_charts, training
 
 INPUTS = (
     {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5},
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    card = model.train()
+    card = training.train()
     iris = model.IrisModel(card)
     data = []
     for features in INPUTS:

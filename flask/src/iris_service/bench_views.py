@@ -18,7 +18,8 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 from . import report, views
 from .config import Settings
 from .errors import ApiError
-from .tasks import get_model, write_report
+from .model import get_model
+from .tasks import write_report
 from .validation import InvalidInputError
 
 bp = Blueprint("bench", __name__, url_prefix="/flask/bench")
@@ -28,7 +29,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     """Register the endpoint and pay the report's once-per-process costs now, as the
     worker does at its start, so the floor is not measured on a cold process."""
     app.register_blueprint(bp)
-    report.warm_up(get_model(settings).card)
+    report.warm_up(get_model(settings.model_path).card)
 
 
 @bp.post("/inline")
@@ -40,10 +41,10 @@ def inline() -> Response:
     except InvalidInputError as exc:
         raise ApiError(400, "invalid input", fields=exc.fields) from None
     values = measurements.model_dump()
-    model = get_model(settings)
+    model = get_model(settings.model_path)
     prediction = model.predict(values)
     task_id = str(uuid.uuid4())
-    _, size = write_report(settings, model, task_id, values, prediction, received)
+    size = write_report(settings, model, task_id, values, prediction, received, datetime.now(UTC))
     return jsonify(
         task_id=task_id,
         label=prediction.label,

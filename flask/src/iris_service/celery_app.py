@@ -32,7 +32,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
         # Celery's database backend, writing each state in one statement (backend.py).
-        "result_backend": f"iris_service.backend:SQLResultBackend+{settings.database_url}",
+        "result_backend": f"iris_service.result_backend:SQLResultBackend+{settings.database_url}",
         "iris_sqlite_busy_timeout_ms": settings.sqlite_busy_timeout_ms,
         # The backend writes each state's status file too (status_files.py).
         "iris_status_dir": None if (folder := status_dir(settings)) is None else str(folder),
@@ -79,7 +79,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def celery_init_app(app: Flask) -> Celery:
-    """Build the Celery app from ``app.config["CELERY"]`` and register the tasks."""
+    """Build the Celery app from ``app.config["CELERY"]``.
+
+    The web app publishes tasks by name (``PREDICT_TASK``) and never runs
+    them, so the tasks, and the report and model code they import, are
+    registered only in the worker (worker.py, through :func:`tasks.register`).
+    """
 
     class FlaskTask(Task):  # type: ignore[misc]
         def __call__(self, *args: object, **kwargs: object) -> object:
@@ -91,8 +96,4 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.set_default()
     app.extensions["celery"] = celery_app
 
-    # Registered here, explicitly, not as a side effect of some view importing it.
-    from . import tasks
-
-    tasks.register(celery_app, app.extensions["iris_settings"])
     return celery_app

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
-from .model import FEATURES, training_data
+from .model import FEATURES
+from .training import training_data
 
 CLOSE_MARGIN = 0.20
 FAR_SIGMAS = 4.0

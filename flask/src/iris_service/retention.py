@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from celery import bootsteps
 
-from . import report
+from . import reports
 from .config import Settings, status_dir
 from .store import StatusStore, utcnow
 
@@ -52,10 +52,9 @@ def purge(settings: Settings, store: StatusStore) -> PurgeReport:
     deleted = store.purge_submitted_before(cutoff)
     files = 0
     for task_id in deleted:
-        if store.listener is not None:
-            store.listener.withdrawn(task_id)
+        store.listener.withdrawn(task_id)
         try:
-            (settings.reports_dir / report.report_filename(task_id)).unlink()
+            reports.path(settings.reports_dir, task_id).unlink()
             files += 1
         except FileNotFoundError:
             pass

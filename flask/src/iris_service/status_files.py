@@ -1,4 +1,4 @@
-"""The status body of a job, and its copy as a file that nginx serves to pollers.
+"""Copies of each job's status body as files that nginx answers polls from.
 
 ``GET /flask/status/<id>`` is what every waiting client sends every few tens of
 milliseconds. Each state write (the web app's PENDING, the worker's STARTED,
@@ -15,82 +15,15 @@ id without a file) is always read from the database.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from .files import write_atomically
+from .status_body import encode, status_body
 from .store import JobStatus
 
 log = logging.getLogger(__name__)
-
-_STAGES = {"PENDING": "queued", "STARTED": "started", "SUCCESS": "done", "FAILURE": "failed"}
-
-
-def report_url(task_id: str) -> str:
-    # The API's fixed prefix (views.bp): the same path url_for builds for it.
-    return f"/flask/result/{task_id}.pdf"
-
-
-def iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat(timespec="milliseconds") + "Z"
-
-
-def _progress(job: JobStatus) -> tuple[float, str]:
-    meta = job.result if isinstance(job.result, dict) else {}
-    if job.state == "PROGRESS":
-        return float(meta.get("progress", 0.0)), str(meta.get("stage", "working"))
-    if job.state in ("SUCCESS", "FAILURE"):
-        return 1.0, _STAGES[job.state]
-    if job.state == "STARTED":
-        return 0.1, _STAGES["STARTED"]
-    return 0.0, _STAGES.get(job.state, job.state.lower())
-
-
-def _error(job: JobStatus) -> str | None:
-    if job.state != "FAILURE":
-        return None
-    meta = job.result if isinstance(job.result, dict) else {}
-    kind = meta.get("exc_type", "Error")
-    message = meta.get("exc_message", "")
-    if isinstance(message, list | tuple):
-        message = " ".join(str(m) for m in message)
-    return f"{kind}: {message}" if message else str(kind)
-
-
-def _public_result(job: JobStatus) -> dict[str, Any] | None:
-    if job.state != "SUCCESS" or not isinstance(job.result, dict):
-        return None
-    stored = job.result
-    return {
-        "label": stored.get("label"),
-        "probabilities": stored.get("probabilities"),
-        "model_version": stored.get("model_version"),
-        "report_url": report_url(job.task_id),
-    }
-
-
-def status_body(job: JobStatus) -> dict[str, Any]:
-    """The body of ``GET /flask/status/<id>`` (DESIGN.md's contract)."""
-    progress, stage = _progress(job)
-    return {
-        "task_id": job.task_id,
-        "state": job.state,
-        "progress": progress,
-        "stage": stage,
-        "result": _public_result(job),
-        "error": _error(job),
-        "submitted_at": iso(job.submitted_at),
-        "finished_at": iso(job.finished_at),
-    }
-
-
-def encode(body: dict[str, Any]) -> bytes:
-    """JSON exactly as Flask's default provider writes it, so both answers are the same bytes."""
-    return (json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
 
 class StatusFiles:

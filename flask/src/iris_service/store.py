@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from celery import states
 from celery.backends.database.models import Task as CeleryTaskMeta
 from celery.backends.database.session import ResultModelBase
 from sqlalchemy import (
@@ -57,7 +58,6 @@ JOBS = Table(
 
 # The states a job shows through the API, in the order it passes them.
 TASK_STATES = ("PENDING", "STARTED", "PROGRESS", "SUCCESS", "FAILURE")
-FINISHED_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 
 # The hot statements, built once with bind parameters: building a statement
 # per call cost more CPU than running it (SQLAlchemy caches the compiled form
@@ -84,7 +84,7 @@ _MARK_STARTED = (
     update(TASKMETA)
     .where(
         TASKMETA.c.task_id == bindparam("job"),
-        TASKMETA.c.status.not_in(FINISHED_STATES),
+        TASKMETA.c.status.not_in(states.READY_STATES),
     )
     .values(status="STARTED", date_done=bindparam("now"))
 )
@@ -190,7 +190,7 @@ def _status_from_row(row: Any) -> JobStatus:
         task_id=row.task_id,
         state=state,
         submitted_at=row.submitted_at,
-        finished_at=row.date_done if state in FINISHED_STATES else None,
+        finished_at=row.date_done if state in states.READY_STATES else None,
         result=_decode(row.result),
         attempts=row.attempts,
         job_id=row.id,
@@ -203,6 +203,16 @@ class StatusListener(Protocol):
     def published(self, job: JobStatus) -> None: ...
 
     def withdrawn(self, task_id: str) -> None: ...
+
+
+class NoListener:
+    """The listener when status files are off: nothing to tell."""
+
+    def published(self, job: JobStatus) -> None:
+        pass
+
+    def withdrawn(self, task_id: str) -> None:
+        pass
 
 
 def read_status(conn: Connection, task_id: str) -> JobStatus | None:
@@ -220,7 +230,7 @@ class StatusStore:
         listener: StatusListener | None = None,
     ) -> None:
         self.engine = make_engine(database_url, immediate=False, busy_timeout_ms=busy_timeout_ms)
-        self.listener = listener
+        self.listener: StatusListener = listener or NoListener()
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -234,9 +244,9 @@ class StatusStore:
         with self._tx() as conn:
             conn.execute(_INSERT_JOB, job)
             conn.execute(_INSERT_META, {"task_id": task_id, "status": "PENDING", "date_done": None})
-        if self.listener is not None:
-            pending = JobStatus(task_id, "PENDING", now, None, None, attempts=0, job_id=0)
-            self.listener.published(pending)
+        self.listener.published(
+            JobStatus(task_id, "PENDING", now, None, None, attempts=0, job_id=0)
+        )
         return now
 
     def discard(self, task_id: str) -> None:
@@ -244,8 +254,7 @@ class StatusStore:
         with self._tx() as conn:
             conn.execute(delete(TASKMETA).where(TASKMETA.c.task_id == task_id))
             conn.execute(delete(JOBS).where(JOBS.c.task_id == task_id))
-        if self.listener is not None:
-            self.listener.withdrawn(task_id)
+        self.listener.withdrawn(task_id)
 
     def get(self, task_id: str) -> JobStatus | None:
         with self.engine.connect() as conn:
@@ -273,17 +282,15 @@ class StatusStore:
         off): one transaction instead of two, and no ORM round trip. A finished
         job is never moved back to STARTED.
         """
-        listener = self.listener
         with self._tx() as conn:
             row = conn.execute(_COUNT_ATTEMPT, {"job": task_id}).first()
             if row is None:
                 return None
             conn.execute(_MARK_STARTED, {"job": task_id, "now": utcnow()})
             # Published from the row as committed (a finished job stays finished).
-            job = read_status(conn, task_id) if listener is not None else None
-        # job is None without a listener; mypy needs listener narrowed too.
-        if listener is not None and job is not None:
-            listener.published(job)
+            job = read_status(conn, task_id)
+        if job is not None:
+            self.listener.published(job)
         return Attempt(number=int(row[0]), submitted_at=row[1])
 
     def purge_submitted_before(self, cutoff: datetime, batch: int = 500) -> tuple[str, ...]:

@@ -7,8 +7,6 @@ after SUCCESS, so a redelivered job cannot leave two reports or two answers.
 
 from __future__ import annotations
 
-import os
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,48 +16,20 @@ from celery.utils.log import get_task_logger
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
-from . import report
+from . import report, reports, testhooks
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .files import write_atomically
-from .model import IrisModel, Prediction, load_or_train
+from .model import IrisModel, Prediction, get_model
+from .result_backend import COMPLETED_AT
 from .store import StatusStore
 from .validation import Measurements
 
 logger = get_task_logger(__name__)
 
-_models: dict[str, IrisModel] = {}
-
 
 class PoisonJobError(RuntimeError):
     """A job that has started too often: each start killed its worker."""
-
-
-def get_model(settings: Settings) -> IrisModel:
-    """The model, loaded once per process."""
-    key = str(settings.model_path)
-    if key not in _models:
-        _models[key] = load_or_train(settings.model_path)
-    return _models[key]
-
-
-# Test-only fault injection, honoured only when IRIS_TEST_HOOKS=1: nothing in
-# build.sh, the images or config defaults sets it, so in production these are
-# ordinary (if odd) measurements. The fault tests need a job that is still
-# running when they kill its process, and one that kills its worker every time.
-SLOW_JOB_SEPAL_LENGTH = 99.25
-POISON_JOB_SEPAL_LENGTH = 99.75
-
-
-def _test_fault(task: Task, settings: Settings, sepal_length: float) -> None:
-    if sepal_length == POISON_JOB_SEPAL_LENGTH:
-        logger.warning("test hook: job %s kills its worker process", task.request.id)
-        os._exit(70)
-    if sepal_length == SLOW_JOB_SEPAL_LENGTH:
-        # The pid lets a test kill exactly the pool process that runs this job.
-        meta = {"stage": "test delay", "progress": 0.5, "pid": os.getpid()}
-        task.update_state(state="PROGRESS", meta=meta)
-        time.sleep(settings.test_task_delay_seconds)
 
 
 def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
@@ -81,18 +51,20 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
     # Re-check the world: the message may not come from our web app.
     measurements = Measurements.model_validate(features, strict=True)
     if settings.test_hooks:
-        _test_fault(task, settings, measurements.sepal_length)
+        testhooks.inject_fault(task, settings, measurements.sepal_length)
     # Predicting takes microseconds: no state write of its own (each costs more).
     values = measurements.model_dump()
-    model = get_model(settings)
+    model = get_model(settings.model_path)
     prediction = model.predict(values)
     task.update_state(state="PROGRESS", meta={"stage": "writing report", "progress": 0.6})
-    filename, _ = write_report(settings, model, task_id, values, prediction, attempt.submitted_at)
+    completed = datetime.now(UTC)
+    write_report(settings, model, task_id, values, prediction, attempt.submitted_at, completed)
     return {
         "label": prediction.label,
         "probabilities": prediction.probabilities,
         "model_version": model.version,
-        "report_path": f"reports/{filename}",
+        "report_path": reports.stored_path(task_id),
+        COMPLETED_AT: completed.isoformat(),
     }
 
 
@@ -103,15 +75,16 @@ def write_report(
     values: dict[str, float],
     prediction: Prediction,
     submitted_at: datetime,
-) -> tuple[str, int]:
-    """Render the job's PDF and write it in place; returns its file name and size.
+    completed_at: datetime,
+) -> int:
+    """Render the job's PDF and write it in place; returns its size in bytes.
 
     The benchmark's inline endpoint calls this too, so its floor is the same work.
     """
     pdf = report.render(
         report.ReportData(
             task_id=task_id,
-            created_at=datetime.now(UTC),
+            created_at=completed_at,
             features=values,
             label=prediction.label,
             probabilities=prediction.probabilities,
@@ -120,10 +93,9 @@ def write_report(
             model_card=model.card,
         )
     )
-    filename = report.report_filename(task_id)
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
-    write_atomically(pdf, settings.reports_dir / filename)
-    return filename, len(pdf)
+    write_atomically(pdf, reports.path(settings.reports_dir, task_id))
+    return len(pdf)
 
 
 def register(celery_app: Celery, settings: Settings) -> None:

@@ -1,4 +1,4 @@
-"""The HTTP API under /flask, exactly as the table in DESIGN.md describes it.
+"""The HTTP API under /flask, exactly as docs/architecture.md and the README describe it.
 
 No view ever waits on a task: submits publish and return 202, every other
 route reads the status store.
@@ -17,13 +17,14 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file,
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import report_charts, status_files
+from . import report_charts, reports
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .errors import ApiError
+from .model import get_model
 from .openapi import openapi_document
+from .status_body import encode, iso, status_body
 from .store import TASK_STATES, JobStatus, StatusStore
-from .tasks import get_model
 from .validation import InvalidInputError, Measurements, is_task_id, validate_form, validate_json
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def predict() -> Response:
         task_id=task_id,
         state="PENDING",
         status_url=status_url,
-        report_url=status_files.report_url(task_id),
+        report_url=reports.url(task_id),
     )
     response.status_code = 202
     response.headers["Location"] = status_url
@@ -130,7 +131,7 @@ def _lookup(task_id: str) -> JobStatus:
 @bp.get("/status/<task_id>")
 def status(task_id: str) -> Response:
     # The same bytes as the job's status file, which nginx answers polls from.
-    body = status_files.encode(status_files.status_body(_lookup(task_id)))
+    body = encode(status_body(_lookup(task_id)))
     return Response(body, mimetype="application/json")
 
 
@@ -181,17 +182,16 @@ def result(filename: str) -> Response:
     if extension == "png":
         return _probability_png(job)
     # The path is built from the validated UUID alone, never from the request.
-    name = f"{task_id}.pdf"
-    path = _settings().reports_dir / name
+    path = reports.path(_settings().reports_dir, task_id)
     if not path.is_file():
         raise ApiError(404, "the report has expired or was removed", task_id=task_id)
-    download_name = f"iris-report-{task_id}.pdf"
+    download_name = reports.download_name(task_id)
     # ?inline=1 lets the web UI preview the PDF in a frame; the default stays a download.
     inline = request.args.get("inline") == "1"
     if _behind_nginx():
         # Behind nginx: let nginx send the bytes from its internal location.
         response = Response(status=200, mimetype="application/pdf")
-        response.headers["X-Accel-Redirect"] = f"/_reports/{name}"
+        response.headers["X-Accel-Redirect"] = reports.accel_redirect(task_id)
         disposition = "inline" if inline else "attachment"
         response.headers["Content-Disposition"] = f'{disposition}; filename="{download_name}"'
         return response
@@ -243,8 +243,8 @@ def tasks() -> Response:
             {
                 "task_id": job.task_id,
                 "state": job.state,
-                "submitted_at": status_files.iso(job.submitted_at),
-                "finished_at": status_files.iso(job.finished_at),
+                "submitted_at": iso(job.submitted_at),
+                "finished_at": iso(job.finished_at),
                 "label": label,
             }
         )
@@ -253,7 +253,7 @@ def tasks() -> Response:
 
 @bp.get("/model")
 def model_card() -> Response:
-    return jsonify(get_model(_settings()).public_card())
+    return jsonify(get_model(_settings().model_path).public_card())
 
 
 @bp.get("/openapi.json")

@@ -2,7 +2,7 @@
 the whole worker SIGKILLed during a burst, the broker killed during a burst, and
 SQLite under sustained contention.
 
-The stack runs with ``IRIS_TEST_HOOKS=1`` (see tasks.py): a job with
+The stack runs with ``IRIS_TEST_HOOKS=1`` (see testhooks.py): a job with
 ``sepal_length`` 99.25 stays running for ``TEST_TASK_DELAY_SECONDS`` so it can
 be killed while it runs, and one with 99.75 kills its own worker process every
 time it starts. Each test leaves the stack healthy for the next.
@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from iris_service.tasks import POISON_JOB_SEPAL_LENGTH, SLOW_JOB_SEPAL_LENGTH
+from iris_service.testhooks import POISON_JOB_SEPAL_LENGTH, SLOW_JOB_SEPAL_LENGTH
 
 from support.faults import (
     Tally,

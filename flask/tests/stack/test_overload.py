@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from iris_service.tasks import SLOW_JOB_SEPAL_LENGTH
+from iris_service.testhooks import SLOW_JOB_SEPAL_LENGTH
 
 from support.faults import (
     assert_clean_503,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from iris_service.tasks import SLOW_JOB_SEPAL_LENGTH
+from iris_service.testhooks import SLOW_JOB_SEPAL_LENGTH
 
 from support.faults import db, local_env_shell, wait_until
 from support.samples import VIRGINICA

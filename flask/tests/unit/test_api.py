@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from iris_service import create_app
 from iris_service.retention import sweep_status_files
 from iris_service.status_files import StatusFiles
-from iris_service.store import JobStatus, StatusStore, utcnow
+from iris_service.store import JobStatus, NoListener, StatusStore, utcnow
 
 from support.samples import SETOSA
 from support.settings import make_settings
@@ -160,7 +160,7 @@ def test_status_body_of_each_state(app: Flask, client: FlaskClient) -> None:
 
 def test_status_files_can_be_turned_off(tmp_path: Path) -> None:
     app = create_app({"TESTING": True}, settings=make_settings(tmp_path, status_files=False))
-    assert store_of(app).listener is None
+    assert isinstance(store_of(app).listener, NoListener)
     store_of(app).create_pending(str(uuid.uuid4()), SETOSA)
     assert not (tmp_path / "reports" / "status").exists()
 

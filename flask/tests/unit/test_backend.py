@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from flask import Flask
 
-from iris_service.backend import SQLResultBackend
-from iris_service.store import StatusStore
+from iris_service.result_backend import COMPLETED_AT, SQLResultBackend
+from iris_service.store import TASK_STATES, StatusStore
 
 from support.samples import SETOSA
 
@@ -57,3 +58,31 @@ def test_unrecorded_task_gets_a_row(app: Flask) -> None:
     task_id = str(uuid.uuid4())
     backend.store_result(task_id, {"label": "virginica"}, "SUCCESS")
     assert backend.get_task_meta(task_id)["result"] == {"label": "virginica"}
+
+
+def test_retry_never_reaches_the_status(app: Flask) -> None:
+    """Celery marks a job RETRY when it hands it back to the queue (a lost broker
+    connection cancels running jobs with ``emit_retry``); RETRY is no API state."""
+    backend = app.extensions["celery"].backend
+    store: StatusStore = app.extensions["iris_store"]
+    task_id = str(uuid.uuid4())
+    store.create_pending(task_id, SETOSA)
+    assert store.begin_attempt(task_id) is not None
+    backend.mark_as_retry(task_id, RuntimeError("connection lost"))
+    job = store.get(task_id)
+    assert job is not None and job.state == "STARTED"
+    assert job.state in TASK_STATES
+
+
+def test_success_records_the_completion_time_the_task_reported(app: Flask) -> None:
+    """The report prints the task's completion time; the row's finish time is the same."""
+    backend = app.extensions["celery"].backend
+    store: StatusStore = app.extensions["iris_store"]
+    task_id = str(uuid.uuid4())
+    store.create_pending(task_id, SETOSA)
+    completed = datetime(2026, 11, 27, 18, 0, 1, 123456, tzinfo=UTC)
+    backend.store_result(
+        task_id, {"label": "setosa", COMPLETED_AT: completed.isoformat()}, "SUCCESS"
+    )
+    job = store.get(task_id)
+    assert job is not None and job.finished_at == completed.replace(tzinfo=None)

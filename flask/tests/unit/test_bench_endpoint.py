@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 
 from iris_service import create_app
-from iris_service.tasks import get_model
+from iris_service.model import get_model
 
 from support.samples import SETOSA, VIRGINICA
 from support.settings import make_settings
@@ -31,7 +31,7 @@ def test_predicts_and_writes_the_report_inline(bench_app: Flask) -> None:
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
     settings = bench_app.extensions["iris_settings"]
-    expected = get_model(settings).predict(VIRGINICA)
+    expected = get_model(settings.model_path).predict(VIRGINICA)
     assert body["label"] == expected.label == "virginica"
     assert body["probabilities"] == expected.probabilities
     pdf = settings.reports_dir / f"{body['task_id']}.pdf"

@@ -7,19 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from iris_service import model
+from iris_service import model, training
 
 
 def test_training_is_deterministic() -> None:
-    first, second = model.train(), model.train()
+    first, second = training.train(), training.train()
     assert first["version"] == second["version"]
     assert first["parameters"] == second["parameters"]
 
 
 def test_accuracy_floor() -> None:
-    card = model.train()
+    card = training.train()
     assert card["cv_accuracy"] >= 0.93
-    x, y, names = model.training_data()
+    x, y, names = training.training_data()
     m = model.IrisModel(card)
     hits = sum(
         m.predict(dict(zip(model.FEATURES, map(float, row), strict=True))).label == names[t]
@@ -29,7 +29,7 @@ def test_accuracy_floor() -> None:
 
 
 def test_probabilities_sum_to_one() -> None:
-    m = model.IrisModel(model.train())
+    m = model.IrisModel(training.train())
     p = m.predict(
         {"sepal_length": 6.0, "sepal_width": 2.9, "petal_length": 4.5, "petal_width": 1.5}
     )
@@ -47,7 +47,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
 
 def test_tampered_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "m.json"
-    model.save(model.train(), path)
+    model.save(training.train(), path)
     card = json.loads(path.read_text())
     card["parameters"]["intercept"][0] += 1.0
     path.write_text(json.dumps(card))

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader
 
-from iris_service import files, model, report, report_charts, report_stats
+from iris_service import files, model, report, report_charts, report_stats, training
 from iris_service.model import FEATURES
 from iris_service.report_stats import CLOSE_MARGIN, FAR_SIGMAS
 
@@ -31,7 +31,7 @@ FAR_OUT = {**SETOSA, "petal_length": 40.0}
 
 @pytest.fixture(scope="module")
 def card() -> dict[str, Any]:
-    return model.train(datetime(2026, 11, 21, 9, 30, tzinfo=UTC))
+    return training.train(datetime(2026, 11, 21, 9, 30, tzinfo=UTC))
 
 
 def make_data(card: Mapping[str, Any], features: dict[str, float], **overrides: Any) -> Any:

@@ -1,26 +1,29 @@
 """Celery's database result backend, with each state write as one SQL statement.
 
 The stock ``DatabaseBackend`` writes a state through the ORM: a SELECT, a
-locking re-SELECT, an UPDATE and a commit, about 2.5 ms of worker CPU each, and
-a job writes three states. The profile showed that as over half of a job's
-time. This subclass keeps the same table, the same JSON encoding and the same
-rule (nothing overwrites SUCCESS), and does it in one UPDATE (an INSERT only for
-a job the web app never recorded). Reads are inherited unchanged. With status
-files on (status_files.py), the same transaction reads the row back, and its
-status file is written from it once committed.
+locking re-SELECT, an UPDATE and a commit, and a job writes three states; that
+was over half of a job's time in the worker (docs/performance.md). This
+subclass keeps the same table, the same JSON encoding and the same rule
+(nothing overwrites SUCCESS), and does it in one UPDATE (an INSERT only for a
+job the web app never recorded). Reads are inherited unchanged. The same
+transaction reads the row back, and the job's status file is written from it
+once committed (status_files.py).
 """
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from celery import states
 from celery.backends.database import DatabaseBackend
 from kombu.utils.encoding import ensure_bytes
 from sqlalchemy import Engine, bindparam, insert, select, update
 
 from .status_files import StatusFiles
-from .store import TASKMETA, StatusListener, make_engine, read_status
+from .store import TASKMETA, NoListener, StatusListener, make_engine, read_status
 
 # Built once (see store.py): the bind names differ from the columns they set.
 _UPDATE_STATE = (
@@ -33,14 +36,21 @@ _UPDATE_STATE = (
         date_done=bindparam("new_date_done"),
     )
 )
+log = logging.getLogger(__name__)
+
+# The key of a successful job's result that holds its completion time: the
+# report prints it and this backend records it as the row's finish time, so a
+# job has one completion time wherever it is shown.
+COMPLETED_AT = "completed_at"
+
 _FIND = select(TASKMETA.c.id).where(TASKMETA.c.task_id == bindparam("job"))
 
 
 class SQLResultBackend(DatabaseBackend):  # type: ignore[misc]
-    """``result_backend = "iris_service.backend:SQLResultBackend+<SQLAlchemy URL>"``."""
+    """``result_backend = "iris_service.result_backend:SQLResultBackend+<SQLAlchemy URL>"``."""
 
     _engine: Engine | None = None
-    _listener: StatusListener | None = None
+    _listener: StatusListener = NoListener()
 
     def _writer(self) -> Engine:
         # One pooled engine per process, rebuilt empty in forked children
@@ -49,7 +59,7 @@ class SQLResultBackend(DatabaseBackend):  # type: ignore[misc]
             busy = int(self.app.conf.get("iris_sqlite_busy_timeout_ms", 10_000))
             self._engine = make_engine(self.url, immediate=True, busy_timeout_ms=busy)
             folder = self.app.conf.get("iris_status_dir")
-            self._listener = None if folder is None else StatusFiles(Path(folder))
+            self._listener = NoListener() if folder is None else StatusFiles(Path(folder))
         return self._engine
 
     def _store_result(
@@ -61,6 +71,13 @@ class SQLResultBackend(DatabaseBackend):  # type: ignore[misc]
         request: Any = None,
         **kwargs: Any,
     ) -> None:
+        if state == states.RETRY:
+            # Celery writes RETRY when it gives a running job back to the
+            # queue (a lost broker connection, an autoretry). The message is
+            # redelivered and its next start writes STARTED; RETRY is not a
+            # state of this API, so it is never recorded for clients to see.
+            log.info("job %s goes back to the queue; its state stays as it was", task_id)
+            return
         meta = self._get_result_meta(
             result=ensure_bytes(self.encode(result)),  # type: ignore[no-untyped-call]
             state=state,
@@ -73,9 +90,8 @@ class SQLResultBackend(DatabaseBackend):  # type: ignore[misc]
             "status": state,
             "result": meta["result"],
             "traceback": meta["traceback"],
-            "date_done": meta["date_done"],
+            "date_done": _completed_at(result, state) or meta["date_done"],
         }
-        listener = self._listener
         with self._writer().begin() as conn:
             updated = conn.execute(
                 _UPDATE_STATE, {"job": task_id, **{f"new_{k}": v for k, v in values.items()}}
@@ -83,7 +99,17 @@ class SQLResultBackend(DatabaseBackend):  # type: ignore[misc]
             if not updated and conn.execute(_FIND, {"job": task_id}).first() is None:
                 conn.execute(insert(TASKMETA).values(task_id=task_id, **values))
             # The row as committed: a SUCCESS this write did not overwrite stays.
-            job = read_status(conn, task_id) if listener is not None else None
-        # job is None without a listener; mypy needs listener narrowed too.
-        if listener is not None and job is not None:
-            listener.published(job)
+            job = read_status(conn, task_id)
+        if job is not None:
+            self._listener.published(job)
+
+
+def _completed_at(result: Any, state: str) -> datetime | None:
+    """The completion time a successful task put in its result (naive UTC), if any."""
+    if state != states.SUCCESS or not isinstance(result, dict):
+        return None
+    try:
+        when = datetime.fromisoformat(str(result[COMPLETED_AT]))
+    except (KeyError, ValueError):
+        return None
+    return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when

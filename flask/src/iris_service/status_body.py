@@ -1,0 +1,76 @@
+"""The status body of a job: what ``GET /flask/status/<id>`` answers.
+
+The app answers it from the database, and each state write copies the same
+bytes into a status file that nginx answers polls from (status_files.py), so
+both go through :func:`encode` here. The contract is in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from . import reports
+from .store import JobStatus
+
+_STAGES = {"PENDING": "queued", "STARTED": "started", "SUCCESS": "done", "FAILURE": "failed"}
+
+
+def iso(value: datetime | None) -> str | None:
+    """A stored naive-UTC time as the API writes it (milliseconds, ``Z``)."""
+    return None if value is None else value.isoformat(timespec="milliseconds") + "Z"
+
+
+def _progress(job: JobStatus) -> tuple[float, str]:
+    meta = job.result if isinstance(job.result, dict) else {}
+    if job.state == "PROGRESS":
+        return float(meta.get("progress", 0.0)), str(meta.get("stage", "working"))
+    if job.state in ("SUCCESS", "FAILURE"):
+        return 1.0, _STAGES[job.state]
+    if job.state == "STARTED":
+        return 0.1, _STAGES["STARTED"]
+    return 0.0, _STAGES.get(job.state, job.state.lower())
+
+
+def _error(job: JobStatus) -> str | None:
+    if job.state != "FAILURE":
+        return None
+    meta = job.result if isinstance(job.result, dict) else {}
+    kind = meta.get("exc_type", "Error")
+    message = meta.get("exc_message", "")
+    if isinstance(message, list | tuple):
+        message = " ".join(str(m) for m in message)
+    return f"{kind}: {message}" if message else str(kind)
+
+
+def _public_result(job: JobStatus) -> dict[str, Any] | None:
+    if job.state != "SUCCESS" or not isinstance(job.result, dict):
+        return None
+    stored = job.result
+    return {
+        "label": stored.get("label"),
+        "probabilities": stored.get("probabilities"),
+        "model_version": stored.get("model_version"),
+        "report_url": reports.url(job.task_id),
+    }
+
+
+def status_body(job: JobStatus) -> dict[str, Any]:
+    """The body of ``GET /flask/status/<id>``."""
+    progress, stage = _progress(job)
+    return {
+        "task_id": job.task_id,
+        "state": job.state,
+        "progress": progress,
+        "stage": stage,
+        "result": _public_result(job),
+        "error": _error(job),
+        "submitted_at": iso(job.submitted_at),
+        "finished_at": iso(job.finished_at),
+    }
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    """JSON exactly as Flask's default provider writes it, so both answers are the same bytes."""
+    return (json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n").encode()

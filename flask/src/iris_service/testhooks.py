@@ -1,0 +1,34 @@
+"""Test-only fault injection, honoured only when ``IRIS_TEST_HOOKS=1``.
+
+Nothing in build.sh, the images or the settings' defaults turns it on, so in
+service these are ordinary (if odd) measurements. The fault tests need a job
+that is still running when they kill its process, and one that kills its
+worker every time it runs (a poison job).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from celery import Task
+from celery.utils.log import get_task_logger
+
+from .config import Settings
+
+logger = get_task_logger(__name__)
+
+SLOW_JOB_SEPAL_LENGTH = 99.25
+POISON_JOB_SEPAL_LENGTH = 99.75
+
+
+def inject_fault(task: Task, settings: Settings, sepal_length: float) -> None:
+    """Kill the worker process or stall, when the measurements ask for it."""
+    if sepal_length == POISON_JOB_SEPAL_LENGTH:
+        logger.warning("test hook: job %s kills its worker process", task.request.id)
+        os._exit(70)
+    if sepal_length == SLOW_JOB_SEPAL_LENGTH:
+        # The pid lets a test kill exactly the pool process that runs this job.
+        meta = {"stage": "test delay", "progress": 0.5, "pid": os.getpid()}
+        task.update_state(state="PROGRESS", meta=meta)
+        time.sleep(settings.test_task_delay_seconds)
