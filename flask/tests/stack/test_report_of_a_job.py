@@ -33,7 +33,9 @@ def test_real_job_report_and_png(stack: Stack, tmp_path: Path) -> None:
     text = pdf_text(pdf.content)
     assert task_id in text and "Close call" in text
     assert "not recorded" not in text  # submission time and the model card reached the report
-    assert done["submitted_at"][:19].replace("T", " ") in text
+    assert done["submitted_at"][:23].replace("T", " ") in text
+    # One job, one completion time: the report's is the status's, to the millisecond.
+    assert done["finished_at"][:23].replace("T", " ") in text
 
     url = f"{stack.base_url}/flask/result/{task_id}.png"
     r = requests.get(url, timeout=10)
