@@ -119,7 +119,7 @@ local_start() {
 
   [[ -f "$MODEL_PATH" ]] || (cd "$ROOT" && "$ROOT/flask/bin/train-model.sh" >&2)
   # The schema is created once here, before several processes race for it.
-  (cd "$ROOT" && python -c 'import iris_service.store as s, os; s.init_schema(s.make_engine(os.environ["DATABASE_URL"], immediate=True, busy_timeout_ms=10000))')
+  (cd "$ROOT" && python -c 'from iris_service import config, store; s = config.load_settings(); store.init_schema(store.make_engine(s.database_url, immediate=True, busy_timeout_ms=s.sqlite_busy_timeout_ms))')
 
   (cd "$ROOT" && start_role worker "$ROOT/flask/bin/start-worker.sh")
   (cd "$ROOT" && start_role web "$ROOT/flask/bin/start-web.sh")

@@ -5,6 +5,7 @@ Every reliability default of the design is set here, in one dictionary.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from celery import Celery, Task
@@ -12,6 +13,7 @@ from flask import Flask
 from kombu.entity import Exchange, Queue
 
 from .config import Settings, status_dir
+from .store import configure_sqlite
 
 PREDICT_TASK = "iris.predict"
 
@@ -36,7 +38,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "iris_sqlite_busy_timeout_ms": settings.sqlite_busy_timeout_ms,
         # The backend writes each state's status file too (status_files.py).
         "iris_status_dir": None if (folder := status_dir(settings)) is None else str(folder),
-        "database_engine_callback": "iris_service.store:configure_backend_engine",
+        # Celery's own engine (the backend's reads) locks as the writer's does.
+        "database_engine_callback": partial(
+            configure_sqlite, immediate=True, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        ),
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],

@@ -56,7 +56,7 @@ class SQLResultBackend(DatabaseBackend):  # type: ignore[misc]
         # One pooled engine per process, rebuilt empty in forked children
         # (make_engine registers the dispose-after-fork hook).
         if self._engine is None:
-            busy = int(self.app.conf.get("iris_sqlite_busy_timeout_ms", 10_000))
+            busy = self.app.conf["iris_sqlite_busy_timeout_ms"]
             self._engine = make_engine(self.url, immediate=True, busy_timeout_ms=busy)
             folder = self.app.conf.get("iris_status_dir")
             self._listener = NoListener() if folder is None else StatusFiles(Path(folder))

@@ -95,7 +95,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def configure_sqlite(engine: Engine, *, immediate: bool, busy_timeout_ms: int = 10_000) -> None:
+def configure_sqlite(engine: Engine, *, immediate: bool, busy_timeout_ms: int) -> None:
     """WAL, a busy timeout, and (for writers) transactions that take the write lock up front.
 
     A deferred SQLite transaction that reads and then writes fails at once with
@@ -120,15 +120,6 @@ def configure_sqlite(engine: Engine, *, immediate: bool, busy_timeout_ms: int = 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-def configure_backend_engine(engine: Engine) -> None:
-    """Celery's ``database_engine_callback``: the worker's result-backend engine writes."""
-    configure_sqlite(
-        engine,
-        immediate=True,
-        busy_timeout_ms=int(os.environ.get("SQLITE_BUSY_TIMEOUT_MS", "10000")),
-    )
 
 
 def make_engine(url: str, *, immediate: bool, busy_timeout_ms: int) -> Engine:
@@ -226,7 +217,7 @@ class StatusStore:
     def __init__(
         self,
         database_url: str,
-        busy_timeout_ms: int = 10_000,
+        busy_timeout_ms: int,
         listener: StatusListener | None = None,
     ) -> None:
         self.engine = make_engine(database_url, immediate=False, busy_timeout_ms=busy_timeout_ms)

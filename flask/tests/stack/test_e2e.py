@@ -69,7 +69,9 @@ def test_errors_through_nginx(stack: Stack) -> None:
 def test_result_before_ready_is_409(stack: Stack) -> None:
     # A job recorded but never published stays PENDING: a deterministic "not ready".
     task_id = str(uuid.uuid4())
-    StatusStore(stack.database_url).create_pending(task_id, SETOSA)
+    StatusStore(stack.database_url, stack.settings().sqlite_busy_timeout_ms).create_pending(
+        task_id, SETOSA
+    )
     r = requests.get(f"{stack.base_url}/flask/result/{task_id}.pdf", timeout=10)
     assert r.status_code == 409
     assert r.json()["state"] == "PENDING"

@@ -53,7 +53,9 @@ def test_real_job_report_and_png(stack: Stack, tmp_path: Path) -> None:
     assert direct.data == r.content
 
     pending = str(uuid.uuid4())
-    StatusStore(stack.database_url).create_pending(pending, SETOSA)
+    StatusStore(stack.database_url, stack.settings().sqlite_busy_timeout_ms).create_pending(
+        pending, SETOSA
+    )
     assert (
         requests.get(f"{stack.base_url}/flask/result/{pending}.png", timeout=10).status_code == 409
     )

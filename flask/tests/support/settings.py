@@ -5,7 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
 from iris_service.config import Settings
+
+
+class _Given(Settings):
+    """Keyword arguments and defaults only: a LOG_LEVEL or QUEUE_NAME exported in the
+    shell that runs pytest must not change the app a test builds."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def given_settings(**values: Any) -> Settings:
+    """Settings from these values and the declared defaults, never the environment."""
+    return _Given(**values)
 
 
 def make_settings(
@@ -19,4 +42,4 @@ def make_settings(
         "broker_connect_timeout": 0.5,
     }
     values.update(overrides)
-    return Settings(**values)
+    return given_settings(**values)

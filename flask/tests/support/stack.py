@@ -20,6 +20,8 @@ import requests
 
 from iris_service.config import Settings
 
+from support.settings import given_settings
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -35,7 +37,7 @@ class Stack(localstack.LocalStack):
         )
 
     def settings(self) -> Settings:
-        return Settings(
+        return given_settings(
             broker_url=self.broker_url,
             database_url=self.database_url,
             reports_dir=self.reports_dir,
