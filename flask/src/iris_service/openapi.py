@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .store import TASK_STATES as _STATES
-from .validation import UUID_RE, Measurements
+from .validation import TASK_ID_RE, Measurements
 
 TASK_STATES = list(_STATES)
 
@@ -38,7 +38,7 @@ _TASK_ID = {
     "name": "task_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": UUID_RE.pattern},
+    "schema": {"type": "string", "pattern": TASK_ID_RE.pattern},
 }
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 

@@ -1,23 +1,44 @@
 """The request schema for a prediction, shared by the web app and the task.
 
 One pydantic model validates JSON bodies (strictly: no strings, no booleans),
-form bodies (strings parsed as numbers) and, again, the task's arguments.
+form bodies (decimal numbers written as text) and, again, the task's arguments.
+This module also owns how a body becomes values for that model: the JSON
+decoder's settings, the spelling of a number in a form, repeated fields, and
+the spelling of a task id, so that every refusal is a per-field message from
+one table.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
-from collections.abc import Mapping
+import sys
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from werkzeug.datastructures import iter_multi_items
 
 Centimetres = Annotated[
     float,
     Field(gt=0, le=100, allow_inf_nan=False, description="centimetres, 0 < x <= 100"),
 ]
 
+# Task ids as the web app creates them (str(uuid4())): the spelling used in
+# the database, in status file names and in every URL the service gives out.
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# Task ids as clients may write them: the same 8-4-4-4-12 form in either case.
+TASK_ID_RE = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+
+# A number as a person writes it: optional sign, digits with at most one
+# decimal point (".5" and "5." included), optional exponent. ASCII digits only.
+_DECIMAL_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+# Spaces a person may leave around a typed number; other white space is refused.
+_BLANKS = " \t"
 
 
 class Measurements(BaseModel):
@@ -39,6 +60,13 @@ class InvalidInputError(ValueError):
         self.fields = fields
 
 
+class MalformedBodyError(ValueError):
+    """A body that cannot be read as JSON at all; the message says why."""
+
+
+NOT_JSON = "the body is not valid JSON"
+TOO_DEEP = "the body is nested too deeply"
+
 _MESSAGES = {
     "missing": "is required",
     "extra_forbidden": "is not a known field",
@@ -48,6 +76,7 @@ _MESSAGES = {
     "float_type": "must be a number",
     "float_parsing": "must be a number",
     "model_type": "the body must be a JSON object",
+    "repeated": "is given more than once",
 }
 
 
@@ -59,31 +88,125 @@ def _field_messages(exc: ValidationError) -> dict[str, str]:
     return fields
 
 
+def _validate(data: dict[str, Any], repeated: Collection[str] = ()) -> Measurements:
+    """The model of ``data``, or every field's message; ``repeated`` names given twice."""
+    # A repeated measurement is ambiguous whatever its values, so its message
+    # wins; a repeated unknown name keeps "is not a known field", more useful.
+    fields = {name: _MESSAGES["repeated"] for name in repeated if name in Measurements.model_fields}
+    try:
+        measurements = Measurements.model_validate(data, strict=True)
+    except ValidationError as exc:
+        for name, message in _field_messages(exc).items():
+            fields.setdefault(name, message)
+        raise InvalidInputError(fields) from None
+    if fields:
+        raise InvalidInputError(fields)
+    return measurements
+
+
+def _finite(text: str) -> float:
+    """The float nearest to a decimal number, the largest float of its sign beyond range.
+
+    A written number is finite, however long: one past the float range is still
+    out of 0 < x <= 100, and clamping it lets the schema's bound name the
+    problem ("must be at most 100") instead of "must be a finite number".
+    """
+    number = float(text)
+    if math.isinf(number):
+        return math.copysign(sys.float_info.max, number)
+    return number
+
+
+class _RepeatedKeys(dict[str, Any]):
+    """A decoded JSON object that named some keys more than once (the last value kept)."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.repeated = [key for key, count in Counter(k for k, _ in pairs).items() if count > 1]
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Called for objects at every depth, but only the top level is a set of
+    # fields: a nested object is inside a value the schema refuses anyway.
+    obj = dict(pairs)
+    return obj if len(obj) == len(pairs) else _RepeatedKeys(pairs)
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """Decode a JSON body for :func:`validate_json`; raises MalformedBodyError.
+
+    Numbers (integers too) are read as floats as :func:`_finite` does, so an
+    integer of 400 digits or 1e400 is "at most 100", not a huge int or inf; the
+    non-standard literals NaN and Infinity stay non-finite. Repeated keys are
+    remembered for validate_json to refuse.
+    """
+    try:
+        return json.loads(
+            raw, object_pairs_hook=_json_object, parse_float=_finite, parse_int=_finite
+        )
+    except RecursionError:
+        # The C decoder recurses once per level and stops cleanly at the
+        # interpreter's recursion limit; a valid body has one level.
+        raise MalformedBodyError(TOO_DEEP) from None
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+        raise MalformedBodyError(NOT_JSON) from None
+
+
 def validate_json(payload: Any) -> Measurements:
-    """Validate a decoded JSON body: numbers only (true/false and "5.1" are refused)."""
+    """Validate a decoded JSON body: numbers only (true/false and "5.1" are refused).
+
+    A body from :func:`decode_json` that repeats a field is refused for it.
+    """
     if not isinstance(payload, Mapping):
-        raise InvalidInputError({"body": "the body must be a JSON object"})
-    try:
-        return Measurements.model_validate(dict(payload), strict=True)
-    except ValidationError as exc:
-        raise InvalidInputError(_field_messages(exc)) from None
+        raise InvalidInputError({"body": _MESSAGES["model_type"]})
+    repeated = payload.repeated if isinstance(payload, _RepeatedKeys) else ()
+    return _validate(dict(payload), repeated)
 
 
-def validate_form(form: Mapping[str, str]) -> Measurements:
-    """Validate form fields: each is one number written as text."""
+def _form_number(raw: str) -> float | str:
+    """A form value as a number, or the text itself for the schema to call "not a number".
+
+    Accepted: what :data:`_DECIMAL_RE` describes, with spaces and tabs around
+    it trimmed: "5.1", "+5", ".5", "5.", "5e-1", "5E+0". Refused, although
+    float() reads them: "nan", "inf", "1_000", non-ASCII digits, other white
+    space. Numbers beyond the float range are clamped (see :func:`_finite`).
+    """
+    text = raw.strip(_BLANKS)
+    return _finite(text) if _DECIMAL_RE.fullmatch(text) else raw
+
+
+def validate_form(
+    form: Mapping[str, str | list[str] | tuple[str, ...] | set[str]] | Iterable[tuple[str, str]],
+) -> Measurements:
+    """Validate form fields: each is one number written as text, given once.
+
+    ``form`` is a werkzeug MultiDict (every value of a repeated field is seen),
+    a mapping (a list value counts as a repeated field) or (name, value) pairs.
+    """
     data: dict[str, Any] = {}
-    for key, raw in form.items():
-        text = raw.strip()
-        try:
-            data[key] = float(text)
-        except ValueError:
-            data[key] = text  # left as text so the schema reports "must be a number"
-    try:
-        return Measurements.model_validate(data, strict=True)
-    except ValidationError as exc:
-        raise InvalidInputError(_field_messages(exc)) from None
+    repeated: list[str] = []
+    for key, raw in iter_multi_items(form):
+        if key in data:
+            repeated.append(key)
+        else:
+            data[key] = _form_number(raw)
+    return _validate(data, repeated)
+
+
+def normalise_task_id(value: str) -> str | None:
+    """The canonical (lower-case) task id ``value`` spells, or None if it is no task id.
+
+    Either case of the 8-4-4-4-12 hex form is read; the other spellings
+    uuid.UUID reads (braces, "urn:uuid:", no hyphens) are refused, so an id has
+    one spelling in paths and file names.
+    """
+    return value.lower() if TASK_ID_RE.fullmatch(value) else None
 
 
 def is_task_id(value: str) -> bool:
-    """Task ids are lower-case UUIDs, as the web app creates them."""
-    return bool(UUID_RE.match(value))
+    """True for a task id in its canonical spelling, as the web app creates them.
+
+    Ids from outside go through :func:`normalise_task_id` instead, which also
+    reads upper case.
+    """
+    return UUID_RE.fullmatch(value) is not None

@@ -7,7 +7,6 @@ route reads the status store.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import uuid
 
@@ -25,13 +24,23 @@ from .model import get_model
 from .openapi import openapi_document
 from .status_body import encode, iso, status_body
 from .store import TASK_STATES, JobStatus, StatusStore
-from .validation import InvalidInputError, Measurements, is_task_id, validate_form, validate_json
+from .validation import (
+    InvalidInputError,
+    MalformedBodyError,
+    Measurements,
+    decode_json,
+    normalise_task_id,
+    validate_form,
+    validate_json,
+)
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/flask")
 
 RETRY_AFTER_SECONDS = 5
-_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# multipart/form-data is refused (415) as the README and the message say: a
+# form of four numbers has no files, and multipart is one more parser to trust.
+_FORM_TYPES = ("application/x-www-form-urlencoded",)
 
 
 def _settings() -> Settings:
@@ -51,11 +60,10 @@ def _celery() -> Celery:
 
 def _parse_json() -> Measurements:
     """The request's JSON body, validated; raises InvalidInputError for bad measurements."""
-    raw = request.get_data(cache=False)
     try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "the body is not valid JSON") from None
+        payload = decode_json(request.get_data(cache=False))
+    except MalformedBodyError as exc:
+        raise ApiError(400, str(exc)) from None
     return validate_json(payload)
 
 
@@ -64,7 +72,9 @@ def _parse_body() -> Measurements:
     if mimetype == "application/json" or mimetype.endswith("+json"):
         return _parse_json()
     if mimetype in _FORM_TYPES:
-        return validate_form(request.form)
+        # Every value of each field, so that a repeated one is refused, not
+        # silently read as its first.
+        return validate_form(request.form.items(multi=True))
     raise ApiError(
         415,
         "send application/json or a form (application/x-www-form-urlencoded)",
@@ -120,11 +130,13 @@ def predict() -> Response:
 
 
 def _lookup(task_id: str) -> JobStatus:
-    if not is_task_id(task_id):
+    """The job ``task_id`` names, in either case; 400 if it is no UUID, 404 if unknown."""
+    canonical = normalise_task_id(task_id)
+    if canonical is None:
         raise ApiError(400, "task_id must be a UUID", task_id=task_id[:64])
-    job = _store().get(task_id)
+    job = _store().get(canonical)
     if job is None:
-        raise ApiError(404, "no task with this id", task_id=task_id)
+        raise ApiError(404, "no task with this id", task_id=canonical)
     return job
 
 
@@ -170,6 +182,7 @@ def result(filename: str) -> Response:
             404, "reports are served as /flask/result/<task_id>.pdf (probability chart: .png)"
         )
     job = _lookup(task_id)
+    task_id = job.task_id  # the stored, lower-case spelling names the files
     if job.state != "SUCCESS":
         message = (
             "the task failed; it has no report"

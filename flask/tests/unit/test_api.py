@@ -7,6 +7,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,11 +42,43 @@ def test_status_of_pending_job(app: Flask, client: FlaskClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["123", "not-a-uuid", "6FA5A799-21E9-49D0-8268-BE5827D5315F", "x" * 300]
+    "bad",
+    [
+        "123",
+        "not-a-uuid",
+        "x" * 300,
+        # Spellings uuid.UUID would read, refused: one spelling of an id in URLs and files.
+        "{6fa5a799-21e9-49d0-8268-be5827d5315f}",
+        "urn:uuid:6fa5a799-21e9-49d0-8268-be5827d5315f",
+        "6fa5a79921e949d08268be5827d5315f",
+        "6fa5a799-21e9-49d0-8268-be5827d5315f%0A",
+        "6fa5a799-21e9-49d0-8268-be5827d5315g",
+    ],
 )
 def test_malformed_id_is_400(client: FlaskClient, bad: str) -> None:
     assert client.get(f"/flask/status/{bad}").status_code == 400
     assert client.get(f"/flask/result/{bad}.pdf").status_code == 400
+    assert client.get(f"/flask/status?task_id={bad}").status_code == 400
+
+
+@pytest.mark.parametrize("spell", [str.upper, lambda s: s[:18].upper() + s[18:]])
+def test_upper_case_task_id_finds_the_job(
+    app: Flask, client: FlaskClient, spell: Callable[[str], str]
+) -> None:
+    task_id = str(uuid.uuid4())
+    store_of(app).create_pending(task_id, SETOSA)
+    canonical = client.get(f"/flask/status/{task_id}")
+    for url in (f"/flask/status/{spell(task_id)}", f"/flask/status?task_id={spell(task_id)}"):
+        r = client.get(url)
+        assert r.status_code == 200, (url, r.get_data()[:200])
+        assert r.get_json()["task_id"] == task_id
+        assert r.data == canonical.data
+
+
+def test_upper_case_unknown_id_is_404(client: FlaskClient) -> None:
+    r = client.get(f"/flask/status/{str(uuid.uuid4()).upper()}")
+    assert r.status_code == 404
+    assert r.get_json()["error"] == "no task with this id"
 
 
 def test_unknown_id_is_404(client: FlaskClient) -> None:

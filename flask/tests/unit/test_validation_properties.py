@@ -19,6 +19,7 @@ from iris_service import create_app
 from iris_service.validation import (
     InvalidInputError,
     Measurements,
+    decode_json,
     validate_form,
     validate_json,
 )
@@ -87,16 +88,72 @@ def test_any_form_is_accepted_or_refused_cleanly(form: dict[str, str]) -> None:
     assert fields is None or fields
 
 
+# A decimal number as a person writes it, spelled independently of the module's regex.
+written_numbers = st.builds(
+    "{}{}{}".format,
+    st.sampled_from(["", "+", "-"]),
+    st.from_regex(r"[0-9]{1,12}(\.[0-9]{0,8})?|\.[0-9]{1,8}", fullmatch=True),
+    st.sampled_from(["", "e", "E"]).flatmap(
+        lambda e: st.just("") if not e else st.from_regex(rf"{e}[+-]?[0-9]{{1,3}}", fullmatch=True)
+    ),
+)
+RANGE_MESSAGES = {"must be greater than 0", "must be at most 100"}
+
+
+def _form_with(field: str, text: str) -> dict[str, str]:
+    return {name: "5" for name in FIELDS} | {field: text}
+
+
+@given(written_numbers, st.sampled_from(FIELDS))
+def test_a_written_number_is_read_as_float_reads_it(text: str, field: str) -> None:
+    fields = _refusal(validate_form, _form_with(field, text))
+    number = float(text)
+    if 0 < number <= 100:
+        assert fields is None
+        assert getattr(validate_form(_form_with(field, text)), field) == number
+    else:
+        assert fields is not None and set(fields) == {field}
+        assert fields[field] in RANGE_MESSAGES
+
+
+@given(
+    st.text(alphabet="0123456789+-.eE_ \t\u00a0\u0665\uff15xXnaifty", max_size=12),
+    st.sampled_from(FIELDS),
+)
+def test_only_ascii_decimal_text_is_a_number(text: str, field: str) -> None:
+    fields = _refusal(validate_form, _form_with(field, text)) or {}
+    if fields.get(field) != "must be a number":
+        # Read as a number: only what a person writes, ASCII, spaces around it.
+        assert set(text.strip(" \t")) <= set("0123456789+-.eE"), text
+        assert "_" not in text and not any(c in text for c in "xXnaifty")
+        float(text)  # and float() agrees it is one
+
+
+@given(st.fixed_dictionaries({name: valid_cm for name in FIELDS}), st.sampled_from(FIELDS))
+def test_a_repeated_field_is_named(values: dict[str, float], field: str) -> None:
+    raw = json.dumps(values)[:-1] + f", {json.dumps(field)}: {values[field]!r}}}"
+    with pytest.raises(InvalidInputError) as refused:
+        validate_json(decode_json(raw))
+    assert refused.value.fields == {field: "is given more than once"}
+    pairs = [(k, repr(v)) for k, v in values.items()] + [(field, repr(values[field]))]
+    with pytest.raises(InvalidInputError) as refused:
+        validate_form(pairs)
+    assert refused.value.fields == {field: "is given more than once"}
+
+
 _app = create_app({"TESTING": True}, settings=make_settings(Path(tempfile.mkdtemp())))
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=300)
+    | json_values.map(lambda v: json.dumps(v).encode())
+    | st.integers(1, 8000).map(lambda n: b"[" * n + b"]" * n),
     st.sampled_from(
         [
             "application/json",
             "application/x-www-form-urlencoded",
+            "multipart/form-data",
             "text/plain",
             "application/merge-patch+json",
             "",
