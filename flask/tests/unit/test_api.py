@@ -231,3 +231,20 @@ def test_old_status_files_are_swept(tmp_path: Path) -> None:
     assert sweep_status_files(settings) == 2
     assert not files.path(old).exists() and not stray_tmp.exists()
     assert files.path(fresh).is_file()
+
+
+def test_upper_case_id_downloads_the_report(app: Flask, client: FlaskClient) -> None:
+    """The files of a job are named by its stored (lower-case) id, whatever the URL's spelling."""
+    task_id = str(uuid.uuid4())
+    store_of(app).create_pending(task_id, SETOSA)
+    _set_state(app, task_id, "SUCCESS", '{"label": "setosa"}')
+    settings = app.extensions["iris_settings"]
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    (settings.reports_dir / f"{task_id}.pdf").write_bytes(b"%PDF-1.4 test")
+    r = client.get(f"/flask/result/{task_id.upper()}.pdf")
+    assert r.status_code == 200, r.get_json()
+    assert r.data == b"%PDF-1.4 test"
+    behind_nginx = client.get(
+        f"/flask/result/{task_id.upper()}.pdf", headers={"X-Sendfile-Type": "X-Accel-Redirect"}
+    )
+    assert behind_nginx.headers["X-Accel-Redirect"] == f"/_reports/{task_id}.pdf"
