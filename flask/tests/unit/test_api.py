@@ -241,9 +241,9 @@ def test_upper_case_id_downloads_the_report(app: Flask, client: FlaskClient) -> 
     settings = app.extensions["iris_settings"]
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     (settings.reports_dir / f"{task_id}.pdf").write_bytes(b"%PDF-1.4 test")
-    r = client.get(f"/flask/result/{task_id.upper()}.pdf")
-    assert r.status_code == 200, r.get_json()
-    assert r.data == b"%PDF-1.4 test"
+    with client.get(f"/flask/result/{task_id.upper()}.pdf") as r:
+        assert r.status_code == 200
+        assert r.data == b"%PDF-1.4 test"
     behind_nginx = client.get(
         f"/flask/result/{task_id.upper()}.pdf", headers={"X-Sendfile-Type": "X-Accel-Redirect"}
     )
