@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from iris_service import create_app, errors
 from iris_service.validation import InvalidInputError
 
 from support.settings import make_settings
+from support.stack import ROOT
 
 _ARGUMENTS = {"task_id": "00000000-0000-4000-8000-000000000000", "filename": "x.pdf"}
 
@@ -123,3 +125,22 @@ def test_invalid_input_raised_anywhere_is_a_json_400(app: Flask) -> None:
     r = app.test_client().get("/flask/_test_invalid")
     assert r.status_code == 400
     assert r.get_json() == {"error": "invalid input", "fields": {"petal_width": "must be a number"}}
+
+
+# Every status nginx itself answers with a page (not the app's), by the nginx source:
+# request parsing, static files, limits, and the upstream failing.
+NGINX_OWN_ERRORS = {400, 403, 404, 405, 408, 411, 412, 413, 414, 416, 429, 494}
+NGINX_OWN_ERRORS |= {500, 501, 502, 503, 504, 505}
+
+
+def test_nginx_has_a_json_page_for_each_of_its_own_errors() -> None:
+    """The ones the stack tests cannot provoke (a 403 on an unreadable file, a 500)
+    included: without an error_page nginx answers its default HTML page."""
+    template = (ROOT / "nginx" / "nginx.conf.template").read_text()
+    covered = {
+        int(code)
+        for line in re.findall(r"^\s*error_page\s+([^;]+);", template, re.MULTILINE)
+        for code in line.split()
+        if code.isdigit()
+    }
+    assert NGINX_OWN_ERRORS <= covered, sorted(NGINX_OWN_ERRORS - covered)
