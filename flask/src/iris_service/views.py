@@ -282,8 +282,8 @@ def _queue_state(conn: Connection) -> tuple[int, int]:
         )
         _, ready, consumers = declared
     except conn.channel_errors:
-        # NOT_FOUND: no worker has ever declared the queue, and a submit
-        # would have: nothing waits and nothing consumes.
+        # NOT_FOUND: the queue does not exist yet (a worker declares it as it
+        # starts), so nothing waits in it and nothing consumes it.
         return 0, 0
     return int(consumers), int(ready)
 
