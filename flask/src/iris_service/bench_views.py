@@ -17,10 +17,8 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from . import report, views
 from .config import Settings
-from .errors import ApiError
 from .model import get_model
 from .tasks import write_report
-from .validation import InvalidInputError
 
 bp = Blueprint("bench", __name__, url_prefix="/flask/bench")
 
@@ -36,11 +34,7 @@ def init_app(app: Flask, settings: Settings) -> None:
 def inline() -> Response:
     settings: Settings = current_app.extensions["iris_settings"]
     received = datetime.now(UTC)
-    try:
-        measurements = views._parse_json()
-    except InvalidInputError as exc:
-        raise ApiError(400, "invalid input", fields=exc.fields) from None
-    values = measurements.model_dump()
+    values = views._parse_json().model_dump()
     model = get_model(settings.model_path)
     prediction = model.predict(values)
     task_id = str(uuid.uuid4())

@@ -41,6 +41,21 @@ _TASK_ID = {
     "schema": {"type": "string", "pattern": TASK_ID_RE.pattern},
 }
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_HEALTH = {
+    "type": "object",
+    "required": ["status", "broker", "database", "workers", "queue"],
+    "properties": {
+        "status": {"enum": ["ok", "degraded"]},
+        "broker": {"const": "ok"},
+        "database": {"const": "ok"},
+        "workers": {"type": "integer", "minimum": 0, "description": "consumers of the queue"},
+        "queue": {
+            "type": "object",
+            "required": ["ready"],
+            "properties": {"ready": {"type": "integer", "minimum": 0}},
+        },
+    },
+}
 
 
 def _schemas() -> dict[str, Any]:
@@ -123,7 +138,8 @@ def openapi_document() -> dict[str, Any]:
             "title": "Iris prediction service",
             "version": "1.0.0",
             "description": "Submit four iris measurements; a worker predicts the species "
-            "and writes a PDF report; poll the status URL, then download the PDF.",
+            "and writes a PDF report; poll the status URL, then download the PDF. "
+            "OPTIONS on any path answers 204 with Allow listing its methods.",
         },
         "paths": {
             "/flask/predict": {
@@ -229,10 +245,15 @@ def openapi_document() -> dict[str, Any]:
             },
             "/flask/health": {
                 "get": {
-                    "summary": "Broker and database reachability",
+                    "summary": "Broker and database reachability, workers and queue depth",
+                    "description": "200 while the broker and the database answer: status "
+                    '"ok" when at least one worker consumes the prediction queue, "degraded" '
+                    "when none does (submits are accepted but wait). queue.ready counts the "
+                    "jobs waiting for a worker; those being worked on are not counted. 503 "
+                    "names what is down.",
                     "responses": {
-                        "200": _json({"type": "object"}, "all up"),
-                        "503": _json(_ref("Error"), "something is down", **_RETRY_AFTER),
+                        "200": _json(_HEALTH, "broker and database up"),
+                        "503": _json(_ref("Error"), "broker or database down", **_RETRY_AFTER),
                     },
                 }
             },

@@ -13,19 +13,19 @@ import uuid
 from amqp.exceptions import MessageNacked
 from celery import Celery
 from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
+from kombu.connection import Connection
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import report_charts, reports
 from .celery_app import PREDICT_TASK
 from .config import Settings
-from .errors import ApiError
+from .errors import ApiError, unavailable
 from .model import get_model
 from .openapi import openapi_document
 from .status_body import encode, iso, status_body
 from .store import TASK_STATES, JobStatus, StatusStore
 from .validation import (
-    InvalidInputError,
     MalformedBodyError,
     Measurements,
     decode_json,
@@ -37,7 +37,6 @@ from .validation import (
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/flask")
 
-RETRY_AFTER_SECONDS = 5
 # multipart/form-data is refused (415) as the README and the message say: a
 # form of four numbers has no files, and multipart is one more parser to trust.
 _FORM_TYPES = ("application/x-www-form-urlencoded",)
@@ -82,27 +81,17 @@ def _parse_body() -> Measurements:
     )
 
 
-def _unavailable(message: str) -> Response:
-    response = jsonify(error=message, retry_after=RETRY_AFTER_SECONDS)
-    response.status_code = 503
-    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    return response
-
-
 @bp.post("/predict")
 def predict() -> Response:
-    try:
-        measurements = _parse_body()
-    except InvalidInputError as exc:
-        raise ApiError(400, "invalid input", fields=exc.fields) from None
-    values = measurements.model_dump()
+    # Bad measurements raise InvalidInputError: errors.py answers it with a 400.
+    values = _parse_body().model_dump()
     task_id = str(uuid.uuid4())
     store = _store()
     try:
         store.create_pending(task_id, values)
     except SQLAlchemyError:
         log.exception("could not record job %s", task_id)
-        return _unavailable("the result backend is unavailable; try again later")
+        return unavailable("the result backend is unavailable; try again later")
     try:
         # The reprs Celery logs and shows in monitors, given here: deriving them
         # (saferepr) was a sixth of a submit's CPU.
@@ -114,8 +103,8 @@ def predict() -> Response:
         nacked = isinstance(exc, MessageNacked) or isinstance(exc.__cause__, MessageNacked)
         log.warning("publish of %s refused: %r", task_id, exc)
         if nacked:
-            return _unavailable("the queue is full; try again later")
-        return _unavailable("the message broker is unreachable; try again later")
+            return unavailable("the queue is full; try again later")
+        return unavailable("the message broker is unreachable; try again later")
 
     status_url = url_for("api.status", task_id=task_id)
     response = jsonify(
@@ -274,24 +263,59 @@ def openapi() -> Response:
     return jsonify(openapi_document())
 
 
+# The health probe's own bound on each broker round trip (connect, declare):
+# a broker that accepts the connection and then stalls must not hang the probe.
+_HEALTH_BROKER_TIMEOUT = 2
+
+
+def _queue_state(conn: Connection) -> tuple[int, int]:
+    """How many consumers the prediction queue has, and how many messages are ready in it.
+
+    A passive declare is one AMQP round trip and changes nothing. It counts
+    ready messages only: the unacknowledged ones (jobs being worked on) are
+    known only to the management API or rabbitmqctl, neither of which the web
+    app may use, so the health body leaves them out rather than guess.
+    """
+    name = _settings().queue_name
+    try:
+        # kombu's channels are not annotated.
+        declared = conn.default_channel.queue_declare(  # type: ignore[no-untyped-call]
+            queue=name, passive=True
+        )
+        _, ready, consumers = declared
+    except conn.channel_errors:
+        # NOT_FOUND: the queue does not exist yet (a worker declares it as it
+        # starts), so nothing waits in it and nothing consumes it.
+        return 0, 0
+    return int(consumers), int(ready)
+
+
 @bp.get("/health")
 def health() -> Response:
+    """200 while the database and the broker answer: "ok" when a worker consumes the
+    prediction queue, "degraded" when none does (jobs would wait); 503 naming what
+    is down. Never a 500: every failure is reported in the body."""
     checks: dict[str, str] = {}
     try:
         _store().ping()
         checks["database"] = "ok"
-    except SQLAlchemyError as exc:
+    except Exception as exc:  # any failure at all means "down", reported below
         checks["database"] = f"down: {type(exc).__name__}"
+    workers, ready = 0, 0
+    timeouts = {"read_timeout": _HEALTH_BROKER_TIMEOUT, "write_timeout": _HEALTH_BROKER_TIMEOUT}
     try:
-        with _celery().connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+        with _celery().connection_for_write(transport_options=timeouts) as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=_HEALTH_BROKER_TIMEOUT)
+            workers, ready = _queue_state(conn)
         checks["broker"] = "ok"
     except Exception as exc:  # any failure at all means "down", reported below
         checks["broker"] = f"down: {type(exc).__name__}"
     down = [name for name, state in checks.items() if state != "ok"]
     if down:
-        response = jsonify(error=f"unavailable: {', '.join(down)}", **checks)
-        response.status_code = 503
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
-    return jsonify(status="ok", **checks)
+        return unavailable(f"unavailable: {', '.join(down)}", **checks)
+    return jsonify(
+        status="ok" if workers else "degraded",
+        **checks,
+        workers=workers,
+        queue={"ready": ready},
+    )

@@ -20,7 +20,15 @@ pytestmark = pytest.mark.stack
 def test_health_through_nginx(stack: Stack) -> None:
     r = requests.get(f"{stack.base_url}/flask/health", timeout=10)
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "broker": "ok", "database": "ok"}
+    body = r.json()
+    assert body["workers"] >= 1
+    assert body == {
+        "status": "ok",
+        "broker": "ok",
+        "database": "ok",
+        "workers": body["workers"],
+        "queue": {"ready": body["queue"]["ready"]},
+    }
     assert r.headers["Server"] == "nginx"  # no version number
 
 
