@@ -13,7 +13,8 @@ ROLES=(nginx web worker rabbitmq)  # stop order; start order is the reverse
 usage() {
   cat >&2 <<EOF
 usage: ./build.sh [--local | --docker] [--stop [--purge]] [--dry-run]
-  (no option)  start the system: Docker mode if a Docker engine answers, else local mode
+  (no option)  start the system: Docker mode if a Docker engine answers, else local mode;
+               a re-run restarts it, with the workers launch_celery_worker.sh added
   --local      start as local processes (private RabbitMQ node, worker, gunicorn, nginx)
   --docker     build the four images, start them as containers on a named bridge network
   --stop       stop what this checkout started (local processes or containers)
