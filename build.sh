@@ -13,7 +13,8 @@ ROLES=(nginx web worker rabbitmq)  # stop order; start order is the reverse
 usage() {
   cat >&2 <<EOF
 usage: ./build.sh [--local | --docker] [--stop [--purge]] [--dry-run]
-  (no option)  start the system: Docker mode if a Docker engine answers, else local mode
+  (no option)  start the system: Docker mode if a Docker engine answers, else local mode;
+               a re-run restarts it, with the workers launch_celery_worker.sh added
   --local      start as local processes (private RabbitMQ node, worker, gunicorn, nginx)
   --docker     build the four images, start them as containers on a named bridge network
   --stop       stop what this checkout started (local processes or containers)
@@ -52,25 +53,6 @@ fi
 [[ "$mode" == docker ]] || ((!DRY_RUN)) || die "--dry-run applies to Docker mode only"
 ((!purge)) || [[ "$mode/$action" == docker/stop ]] || die "--purge goes with --stop in Docker mode"
 
-stop_role() {
-  local role="$1" pidfile="$RUN_DIR/$1.pid" pid i
-  pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
-  pid="$(cat "$pidfile")"
-  if [[ "$role" == rabbitmq ]]; then
-    local_rabbitmqctl stop >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
-  else
-    kill -TERM "$pid" 2>/dev/null || true
-  fi
-  # Graceful first (a worker finishes its running job), then forced.
-  for ((i = 0; i < 300; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$pidfile"
-  info "stopped $role"
-}
-
 # Workers added by launch_celery_worker.sh: pid files worker-<name>.pid.
 stop_extra_workers() {
   local pidfile
@@ -106,7 +88,10 @@ local_start() {
   ensure_local_env
   load_local_env
   # Re-running is safe: what an earlier run started is stopped first, and the
-  # status files start empty.
+  # status files start empty. The workers launch_celery_worker.sh added are
+  # started again, under the same names, once the rest is up.
+  local extra name
+  mapfile -t extra < <(local_workers | grep -vx worker1)
   stop_local_processes
   mkdir -p "$LOG_DIR/rabbitmq" "$RUN_DIR" "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_HOME_DIR" \
     "$REPORTS_DIR" "$(dirname "$MODEL_PATH")" "$STATUS_DIR"
@@ -119,7 +104,7 @@ local_start() {
 
   [[ -f "$MODEL_PATH" ]] || (cd "$ROOT" && "$ROOT/flask/bin/train-model.sh" >&2)
   # The schema is created once here, before several processes race for it.
-  (cd "$ROOT" && python -c 'from iris_service import config, store; s = config.load_settings(); store.init_schema(store.make_engine(s.database_url, immediate=True, busy_timeout_ms=s.sqlite_busy_timeout_ms))')
+  (cd "$ROOT" && flask --app iris_service init-db)
 
   (cd "$ROOT" && start_role worker "$ROOT/flask/bin/start-worker.sh")
   (cd "$ROOT" && start_role web "$ROOT/flask/bin/start-web.sh")
@@ -129,6 +114,8 @@ local_start() {
   wait_for web 60 test -S "$RUN_DIR/gunicorn.sock"
   wait_for nginx 30 curl -fsS "$url/flask/health"
   pid_alive "$RUN_DIR/worker.pid" || fail_role worker
+  for name in "${extra[@]}"; do start_worker "$name"; done
+  ((${#extra[@]} == 0)) || info "restarted workers ${extra[*]}"
   echo "$url/"
 }
 
@@ -137,42 +124,28 @@ local_start() {
 # exact plan. The containers run the same start scripts as local mode (each
 # image's CMD/ENTRYPOINT); build.sh only passes the environment and mounts.
 
-docker_wait_healthy() {  # container, timeout seconds
-  local name="$1" limit="$2" state i
-  if ((DRY_RUN)); then echo "# wait until $name is healthy" >&3; return 0; fi
-  for ((i = 0; i < limit; i++)); do
-    state="$(docker inspect --format \
-      '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' \
-      "$name" 2>/dev/null || echo missing)"
-    case "$state" in
-      healthy) info "$name is healthy"; return 0 ;;
-      exited|dead|missing) break ;;
-    esac
-    sleep 1
-  done
-  echo "error: container $name did not become healthy ($state); last lines of 'docker logs $name':" >&2
-  docker logs --tail 25 "$name" >&2 || true
-  exit 1
-}
-
 # Containers of this project, from this run or an earlier one (any role, any
-# number of workers). The dry run shows the case where an earlier run left them.
+# number of workers), one "name role" line each. The dry run shows the case
+# where an earlier run left them, with a worker launch_celery_worker.sh added.
 docker_project_containers() {
+  local format="{{.Names}} {{.Label \"$DOCKER_PROJECT.role\"}}"
   if ((DRY_RUN)); then
-    dk ps --all --quiet --filter "label=$DOCKER_PROJECT.role"
-    printf '%s\n' "$C_NGINX" "$C_WEB" "$DOCKER_PROJECT-celery-worker1" "$C_RABBITMQ"
+    dk ps --all --filter "label=$DOCKER_PROJECT.role" --format "$format"
+    local pretend=("$C_NGINX nginx" "$C_WEB web" "$(docker_worker_container worker1) worker"
+      "$(docker_worker_container worker2) worker" "$C_RABBITMQ rabbitmq")
+    echo "# supposing an earlier run left these (worker2 from launch_celery_worker.sh):" >&3
+    printf '#   %s\n' "${pretend[@]}" >&3
+    printf '%s\n' "${pretend[@]}"
   else
-    docker ps --all --quiet --filter "label=$DOCKER_PROJECT.role"
+    docker ps --all --filter "label=$DOCKER_PROJECT.role" --format "$format"
   fi
 }
 
-docker_remove_containers() {
-  local old
-  mapfile -t old < <(docker_project_containers)
-  ((${#old[@]})) || return 0
+docker_remove_containers() {  # container names...
+  (($#)) || return 0
   # Graceful first: a worker finishes (or requeues) its job, nginx drains.
-  dk stop --time 30 "${old[@]}" >/dev/null
-  dk rm "${old[@]}" >/dev/null
+  dk stop --time 30 "$@" >/dev/null
+  dk rm "$@" >/dev/null
 }
 
 docker_start() {
@@ -209,7 +182,15 @@ docker_start() {
   if ((DRY_RUN)) || ! docker network inspect "$DOCKER_NETWORK" >/dev/null 2>&1; then
     dk network create --driver bridge "$DOCKER_NETWORK" >/dev/null
   fi
-  docker_remove_containers
+  # Workers launch_celery_worker.sh added are started again under their names.
+  local containers=() extra=() name role
+  while read -r name role; do
+    containers+=("$name")
+    if [[ "$role" == worker && "$name" != "$(docker_worker_container worker1)" ]]; then
+      extra+=("${name#"$DOCKER_PROJECT-celery-"}")
+    fi
+  done < <(docker_project_containers)
+  docker_remove_containers "${containers[@]}"
 
   local opts
   info "starting RabbitMQ ($C_RABBITMQ)"
@@ -220,16 +201,19 @@ docker_start() {
     "$DOCKER_PROJECT-rabbitmq:$IMAGE_TAG" >/dev/null
   docker_wait_healthy "$C_RABBITMQ" 120
 
-  info "starting the web app ($C_WEB) and a worker"
+  info "starting the web app ($C_WEB) and the workers"
   mapfile -t opts < <(docker_common_opts "$C_WEB" web)
   dk run "${opts[@]}" --hostname flask --network-alias flask \
     --env-file "$SECRETS_ENV" \
     --volume "$ROOT/db:/app/db" \
     --volume "$ROOT/document_root/reports:/app/document_root/reports" \
     "$DOCKER_PROJECT-flask:$IMAGE_TAG" >/dev/null
-  docker_run_worker worker1 >/dev/null
+  for name in worker1 "${extra[@]}"; do docker_run_worker "$name" >/dev/null; done
   docker_wait_healthy "$C_WEB" 120
-  docker_wait_healthy "$DOCKER_PROJECT-celery-worker1" 120
+  for name in worker1 "${extra[@]}"; do
+    docker_wait_healthy "$(docker_worker_container "$name")" 120
+  done
+  ((${#extra[@]} == 0)) || info "restarted workers ${extra[*]}"
 
   # nginx holds no credentials: it gets no env file, only the pages.
   info "starting nginx ($C_NGINX) on $HTTP_BIND:$HTTP_PORT"
@@ -259,7 +243,9 @@ docker_start() {
 
 docker_stop() {
   ((DRY_RUN)) || docker_engine_up || die "no Docker engine answers (docker info failed)"
-  docker_remove_containers
+  local containers
+  mapfile -t containers < <(docker_project_containers | cut -d' ' -f1)
+  docker_remove_containers "${containers[@]}"
   info "removed the containers"
   if ((purge)); then
     if ((DRY_RUN)) || docker network inspect "$DOCKER_NETWORK" >/dev/null 2>&1; then

@@ -2,59 +2,65 @@
 # Start N more Celery workers (default 1), each with a unique name, in whichever
 # mode the system is running: local processes of the stack (pid files in
 # $VAR_DIR/run, logs in $VAR_DIR/log, stopped by ./build.sh --stop) or
-# containers on the project's network. --list shows the running workers.
+# containers on the project's network. Returns once each new worker consumes.
+# --list shows the workers; --restart NAME... starts named workers again (one
+# that died, or one to restart), under the same name.
 set -o errexit -o nounset -o pipefail
 
 # shellcheck source=scripts/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
 
 usage() {
-  echo "usage: ./launch_celery_worker.sh [N | --list]   (N more workers, default 1; env: VAR_DIR, CELERY_CONCURRENCY)" >&2
+  cat >&2 <<EOF
+usage: ./launch_celery_worker.sh [N | --list | --restart NAME...]
+  N                 start N more workers (default 1, at most 32), named worker2, worker3, ...;
+                    returns once each consumes
+  --list            the workers of the running system (local: pid, state, log; Docker: containers)
+  --restart NAME... stop (if running) and start the named workers again, e.g. one that died;
+                    returns once each consumes
+env: VAR_DIR (default ./var), CELERY_CONCURRENCY, DOCKER_PROJECT (default iris)
+EOF
 }
 
-count=1 list=0
+count=1 action=start restart=()
 case "${1:-}" in
   -h|--help) usage; exit 0 ;;
-  --list) list=1 ;;
+  --list)
+    action=list
+    (($# <= 1)) || { usage; die "too many arguments"; }
+    ;;
+  --restart)
+    action=restart
+    shift
+    (($#)) || { usage; die "--restart needs the names of the workers (see --list)"; }
+    restart=("$@")
+    ;;
   "") ;;
   *)
     if ! [[ "$1" =~ ^[1-9][0-9]*$ ]] || (($1 > 32)); then
       usage; die "N must be a whole number from 1 to 32, got '$1'"
     fi
     count="$1"
+    (($# <= 1)) || { usage; die "too many arguments"; }
     ;;
 esac
-(($# <= 1)) || { usage; die "too many arguments"; }
 
 mode="$(require_running_mode)" || exit
-
-# Names in use: worker1 (build.sh's) and worker<K> for every extra one.
-local_names() {
-  local f
-  [[ -e "$RUN_DIR/worker.pid" ]] && echo worker1
-  for f in "$RUN_DIR"/worker-*.pid; do
-    [[ -e "$f" ]] || continue
-    f="${f##*/worker-}"
-    echo "${f%.pid}"
-  done
-}
-
-# A local worker's role (scripts/common.sh's start_role): build.sh's worker1 is
-# "worker" (worker.pid, worker.log), an added one "worker-<name>".
-worker_role() {  # name
-  if [[ "$1" == worker1 ]]; then echo worker; else echo "worker-$1"; fi
-}
-
-docker_names() {
-  docker ps --all --filter "label=$DOCKER_PROJECT.role=worker" --format '{{.Names}}' \
-    | sed "s/^$DOCKER_PROJECT-celery-//"
-}
 
 next_name() {  # the lowest worker<K> not in the names on stdin
   local used k
   used="$(cat)"
   for ((k = 2; ; k++)); do
     grep -qx "worker$k" <<<"$used" || { echo "worker$k"; return 0; }
+  done
+}
+
+# Refuse names that are not workers of the running system, before touching any.
+check_names() {  # known names (one per line), names to restart...
+  local known="$1" name; shift
+  for name in "$@"; do
+    grep -qx -- "$name" <<<"$known" \
+      || die "no worker named '$name' in this system (workers: $(echo "$known" | xargs)); see ./launch_celery_worker.sh --list"
   done
 }
 
@@ -66,7 +72,7 @@ list_local() {
     pidfile="$RUN_DIR/$role.pid"
     if pid_alive "$pidfile"; then state=running; else state=stopped; fi
     printf '%-10s %-8s %-8s %s\n' "$name" "$(cat "$pidfile" 2>/dev/null || echo -)" "$state" "$LOG_DIR/$role.log"
-  done < <(local_names)
+  done < <(local_workers)
 }
 
 list_docker() {
@@ -74,30 +80,55 @@ list_docker() {
     --format 'table {{.Names}}\t{{.Status}}\t{{.RunningFor}}'
 }
 
-start_local() {  # name
-  local name="$1" role
-  role="$(worker_role "$name")"
-  (cd "$ROOT" && start_role "$role" env WORKER_NAME="$name" "$ROOT/flask/bin/start-worker.sh")
-  # Ready means consuming: Celery logs "<name>@<host> ready." once it is.
-  wait_for "$role" 120 grep -q "$name@.* ready\." "$LOG_DIR/$role.log"
-}
+# How long a new worker container may take to pass its first health check
+# (the image checks every 30 s).
+DOCKER_WORKER_TIMEOUT=120
 
-case "$mode" in
-  local)
+case "$mode/$action" in
+  local/list) load_local_env; list_local ;;
+  docker/list) list_docker ;;
+  local/start)
     load_local_env
-    if ((list)); then list_local; exit 0; fi
     for ((n = 0; n < count; n++)); do
-      start_local "$(local_names | next_name)"
+      start_worker "$(local_workers | next_name)"
     done
     list_local
     ;;
-  docker)
-    if ((list)); then list_docker; exit 0; fi
-    for ((n = 0; n < count; n++)); do
-      name="$(docker_names | next_name)"
-      info "starting worker $name (container $DOCKER_PROJECT-celery-$name)"
-      docker_run_worker "$name" >/dev/null
+  local/restart)
+    load_local_env
+    check_names "$(local_workers)" "${restart[@]}"
+    for name in "${restart[@]}"; do
+      # The same role: the same pid file (so --stop stops it) and log.
+      stop_role "$(worker_role "$name")"
+      start_worker "$name"
     done
+    info "restarted workers ${restart[*]}"
+    list_local
+    ;;
+  docker/start)
+    started=()
+    for ((n = 0; n < count; n++)); do
+      name="$(docker_workers | next_name)"
+      info "starting worker $name (container $(docker_worker_container "$name"))"
+      docker_run_worker "$name" >/dev/null
+      started+=("$name")
+    done
+    for name in "${started[@]}"; do
+      docker_wait_healthy "$(docker_worker_container "$name")" "$DOCKER_WORKER_TIMEOUT"
+    done
+    list_docker
+    ;;
+  docker/restart)
+    check_names "$(docker_workers)" "${restart[@]}"
+    for name in "${restart[@]}"; do
+      info "restarting worker $name (container $(docker_worker_container "$name"))"
+      # Graceful first, as build.sh --stop: the worker finishes or requeues its job.
+      docker restart --time 30 "$(docker_worker_container "$name")" >/dev/null
+    done
+    for name in "${restart[@]}"; do
+      docker_wait_healthy "$(docker_worker_container "$name")" "$DOCKER_WORKER_TIMEOUT"
+    done
+    info "restarted workers ${restart[*]}"
     list_docker
     ;;
 esac

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import store as store_module
 from .celery_app import celery_config, celery_init_app
 from .config import Settings, load_settings, status_dir
 from .errors import register_error_handlers
@@ -73,6 +74,7 @@ def create_app(
         files.prepare()
     app.extensions["iris_settings"] = settings
     app.extensions["iris_store"] = store
+    store_module.init_app(app)
     celery_init_app(app)
 
     from . import views

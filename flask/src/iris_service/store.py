@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import click
 from celery import states
 from celery.backends.database.models import Task as CeleryTaskMeta
 from celery.backends.database.session import ResultModelBase
+from flask import Flask, current_app
+from flask.cli import with_appcontext
 from sqlalchemy import (
     Column,
     Connection,
@@ -324,3 +327,18 @@ class StatusStore:
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(select(1))
+
+
+@click.command("init-db")
+@with_appcontext  # also under app.test_cli_runner(), which does not push one
+def init_db_command() -> None:
+    """Create the tables (Celery's and ours) in the app's database; existing ones are kept."""
+    store: StatusStore = current_app.extensions["iris_store"]
+    init_schema(store.engine)
+    url = store.engine.url.render_as_string(hide_password=True)
+    click.echo(f"initialized the database {url}", err=True)
+
+
+def init_app(app: Flask) -> None:
+    """Register the store's command line (``flask --app iris_service init-db``)."""
+    app.cli.add_command(init_db_command)

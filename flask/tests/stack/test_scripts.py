@@ -2,9 +2,10 @@
 
 list_queues.sh and monitor_queue.sh read the private RabbitMQ node;
 launch_celery_worker.sh adds a second worker, which must consume (the consumer
-count rises) and take a share of a burst of jobs; the containers' health-check
-script is run against the same processes; then the broker is stopped (the
-scripts say so) and ``build.sh --stop`` must stop the added worker too.
+count rises) and take a share of a burst of jobs; killed, it comes back with
+``--restart worker2``, and a re-run of ``build.sh`` keeps it; the containers'
+health-check script is run against the same processes; then the broker is
+stopped (the scripts say so) and ``build.sh --stop`` must stop the added worker too.
 The tests run in file order on one stack: it is started for this module because
 they add workers and stop the broker.
 """
@@ -21,7 +22,7 @@ import pytest
 
 from iris_service import create_app
 
-from support.faults import run_local_env, states, wait_all_finished
+from support.faults import alive, kill_group, run_local_env, states, wait_all_finished, wait_until
 from support.samples import SETOSA, VIRGINICA
 from support.stack import ROOT, Stack, running_stack
 
@@ -51,6 +52,17 @@ def queues(stack: Stack) -> dict[str, dict[str, int]]:
         assert match, line
         found[match["name"]] = {k: int(match[k]) for k in ("ready", "unacked", "consumers")}
     return found
+
+
+def consumers(stack: Stack) -> int:
+    return queues(stack)["predictions"]["consumers"]
+
+
+def worker_states(stack: Stack) -> dict[str, str]:
+    """``launch_celery_worker.sh --list``: worker name -> running or stopped."""
+    listed = stack.script("launch_celery_worker.sh", "--list")
+    assert listed.returncode == 0, listed.stderr
+    return {line.split()[0]: line.split()[2] for line in listed.stdout.splitlines()[1:]}
 
 
 def shell(stack: Stack, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -145,6 +157,42 @@ def test_launched_worker_consumes_and_shares_a_burst(ops_stack: Stack) -> None:
     print(
         f"\nburst of 40: worker1 ran {len(received['worker1'])}, worker2 {len(received['worker2'])}"
     )
+
+
+def test_a_dead_worker_is_restarted_by_name(ops_stack: Stack) -> None:
+    pidfile = ops_stack.var_dir / "run" / "worker-worker2.pid"
+    killed = int(pidfile.read_text())
+    kill_group(killed)
+    wait_until(lambda: consumers(ops_stack) == 1, 60, "the broker to drop worker2's consumer")
+    assert worker_states(ops_stack) == {"worker1": "running", "worker2": "stopped"}
+
+    unknown = ops_stack.script("launch_celery_worker.sh", "--restart", "worker9")
+    assert unknown.returncode != 0
+    assert "no worker named 'worker9'" in unknown.stderr, unknown.stderr
+
+    restarted = ops_stack.script("launch_celery_worker.sh", "--restart", "worker2", timeout=180)
+    assert restarted.returncode == 0, restarted.stderr
+    assert "restarted workers worker2" in restarted.stderr
+    # The same role: the same pid file (build.sh --stop finds it), a new process.
+    pid = int(pidfile.read_text())
+    assert pid != killed and alive(pid)
+    # It returned once the new process consumes.
+    assert consumers(ops_stack) == 2
+    assert worker_states(ops_stack) == {"worker1": "running", "worker2": "running"}
+
+
+def test_rerunning_build_keeps_the_added_worker(ops_stack: Stack) -> None:
+    """Defect 10: a re-run of build.sh used to stop the added workers for good."""
+    pidfile = ops_stack.var_dir / "run" / "worker-worker2.pid"
+    before = int(pidfile.read_text())
+    rebuilt = ops_stack.script("build.sh", "--local", timeout=300)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.stdout.strip() == f"{ops_stack.base_url}/"
+    assert "restarted workers worker2" in rebuilt.stderr
+    assert pidfile.exists(), rebuilt.stderr
+    assert int(pidfile.read_text()) != before and alive(int(pidfile.read_text()))
+    assert consumers(ops_stack) == 2
+    assert worker_states(ops_stack) == {"worker1": "running", "worker2": "running"}
 
 
 def test_broker_down_is_reported(ops_stack: Stack) -> None:

@@ -117,10 +117,16 @@ def plan(plan_dir: Path) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def runs(plan: list[list[str]]) -> dict[str, Run]:
-    parsed = [parse_run(c[1:]) for c in plan if c[0] == "run"]
-    by_role = {r.get("--label")[0].split("=", 1)[1]: r for r in parsed}
-    assert len(by_role) == len(parsed) == 4, parsed
+    """The first container of each role (worker: worker1, build.sh's own)."""
+    by_role: dict[str, Run] = {}
+    for run in all_runs(plan):
+        by_role.setdefault(run.get("--label")[0].split("=", 1)[1], run)
+    assert len(by_role) == 4, by_role
     return by_role
+
+
+def all_runs(plan: list[list[str]]) -> list[Run]:
+    return [parse_run(c[1:]) for c in plan if c[0] == "run"]
 
 
 def test_one_network_four_builds(plan: list[list[str]]) -> None:
@@ -149,6 +155,31 @@ def test_order_builds_network_replace_then_start(plan: list[list[str]]) -> None:
     assert {r.name for r in started} <= removed
     roles = [r.get("--label")[0].split("=", 1)[1] for r in started]
     assert roles[0] == "rabbitmq" and roles[-1] == "nginx"
+
+
+def test_a_rerun_starts_the_added_workers_again(
+    plan: list[list[str]], runs: dict[str, Run], plan_dir: Path
+) -> None:
+    """Defect 10: the dry run supposes an earlier run with worker2 (launch_celery_worker.sh's).
+
+    The re-run removes it with the rest and starts it again, as worker1 is
+    started, and waits until it is healthy (consumes).
+    """
+    removed = set(next(c for c in plan if c[0] == "rm")[1:])
+    assert "iris-celery-worker2" in removed
+    workers = [r for r in all_runs(plan) if r.get("--label") == ["iris.role=worker"]]
+    assert [r.name for r in workers] == ["iris-celery-worker1", "iris-celery-worker2"]
+    worker2 = workers[1]
+    assert worker2.get("--env") == ["WORKER_NAME=worker2"]
+    assert worker2.get("--hostname") == ["celery-worker2"]
+    assert worker2.image == runs["worker"].image and worker2.command == []
+    ignore = ("--name", "--env", "--hostname")
+    same = {k: v for k, v in worker2.options.items() if k not in ignore}
+    assert same == {k: v for k, v in runs["worker"].options.items() if k not in ignore}
+
+    result = run_build(plan_dir, "--docker", "--dry-run")
+    assert "# wait until iris-celery-worker2 is healthy" in result.stdout.splitlines()
+    assert "==> restarted workers worker2" in result.stderr.splitlines()
 
 
 def test_every_container_on_the_network_with_restart_policy(runs: dict[str, Run]) -> None:
@@ -400,8 +431,13 @@ def test_containers_and_local_mode_run_the_same_start_scripts() -> None:
         "nginx": container_start_script("nginx", "runtime"),
     }
     assert in_images == START_SCRIPTS
-    # Extra workers (launch_celery_worker.sh) run the same script as well.
-    assert '"$ROOT/flask/bin/start-worker.sh"' in (ROOT / "launch_celery_worker.sh").read_text()
+    # Extra workers (launch_celery_worker.sh's, and build.sh's when it restarts
+    # them) run the same script as well, through start_worker.
+    processes = (ROOT / "scripts" / "lib" / "processes.sh").read_text()
+    start_worker = processes[processes.index("start_worker() {") :]
+    assert '"$ROOT/flask/bin/start-worker.sh"' in start_worker.split("\n}\n")[0]
+    assert "start_worker " in (ROOT / "launch_celery_worker.sh").read_text()
+    assert "start_worker " in (ROOT / "build.sh").read_text()
     for script in START_SCRIPTS.values():
         text = (ROOT / script).read_text()
         # The long-running process replaces the script, so signals reach it.
@@ -413,6 +449,19 @@ def test_health_check_scripts_come_from_the_repository() -> None:
         health = final_setting(DOCKERFILES[image], stage, "HEALTHCHECK") or ""
         for script in re.findall(r"/app/flask/bin/[\w.-]+", health):
             assert (ROOT / "flask" / "bin" / Path(script).name).is_file()
+    # healthcheck.sh runs iris_service/healthcheck.py by its path from the
+    # script's folder: the image has flask/bin and flask/src side by side too.
+    wrapper = (ROOT / "flask" / "bin" / "healthcheck.sh").read_text()
+    relative = re.search(r'"\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)/([\w./-]+\.py)"', wrapper)
+    assert relative, "healthcheck.sh no longer runs a file next to it"
+    module = (ROOT / "flask" / "bin" / relative[1]).resolve()
+    assert module == ROOT / "flask" / "src" / "iris_service" / "healthcheck.py"
+    copies = {
+        tuple(p for p in shlex.split(rest) if not p.startswith("--"))
+        for k, rest in stages(DOCKERFILES["flask"])["runtime"]
+        if k == "COPY" and "--from=" not in rest
+    }
+    assert {("flask/src", "/app/flask/src"), ("flask/bin", "/app/flask/bin")} <= copies
 
 
 # --- Docker-mode branches of the operating scripts ---------------------------
@@ -435,6 +484,17 @@ case "$1" in
     if [[ "$*" == *worker2* ]]; then touch "$CALLS.w2"; fi
     echo 0123abcd
     ;;
+  restart) echo "${*: -1}" ;;
+  inspect)
+    # "starting" for the first $STARTING inspections, then $HEALTH.
+    echo x >> "$CALLS.inspected"
+    if (($(wc -l < "$CALLS.inspected") <= ${STARTING:-0})); then
+      echo starting
+    else
+      echo "${HEALTH:-healthy}"
+    fi
+    ;;
+  logs) echo "celery: consumer: Cannot connect to amqp://rabbitmq:5672" ;;
   *) exit 1 ;;
 esac
 """
@@ -499,6 +559,61 @@ def test_launched_docker_workers_match_the_first(tmp_path: Path, runs: dict[str,
         ref = {k: v for k, v in first.options.items() if k not in ("--name", "--env", "--hostname")}
         ref["--env-file"] = [str(tmp_path / "var" / "secrets.env")]
         assert same == ref
+
+
+def launch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / "launch_celery_worker.sh"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_launched_docker_workers_are_waited_for(tmp_path: Path) -> None:
+    """The README's promise: the script returns once each new worker consumes (is healthy)."""
+    env, calls = fake_engine(tmp_path)
+    result = launch({**env, "STARTING": "2"}, "2")
+    assert result.returncode == 0, result.stderr
+    lines = calls.read_text().splitlines()
+    inspected = [line.split()[-1] for line in lines if line.startswith("inspect ")]
+    # Two "starting" answers for worker2, then healthy; worker3 healthy at once.
+    assert inspected == ["iris-celery-worker2"] * 3 + ["iris-celery-worker3"]
+    last_run = max(i for i, line in enumerate(lines) if line.startswith("run "))
+    first_inspect = min(i for i, line in enumerate(lines) if line.startswith("inspect "))
+    assert last_run < first_inspect  # all started, then waited for
+    assert "iris-celery-worker3 is healthy" in result.stderr
+
+
+def test_a_launched_docker_worker_that_stops_is_reported(tmp_path: Path) -> None:
+    env, calls = fake_engine(tmp_path)
+    result = launch({**env, "HEALTH": "exited"}, "1")
+    assert result.returncode != 0
+    assert "error: container iris-celery-worker2 did not become healthy" in result.stderr
+    # Its last log lines, from docker logs --tail, say why.
+    assert "Cannot connect to amqp://rabbitmq:5672" in result.stderr
+    assert "logs --tail 25 iris-celery-worker2" in calls.read_text().splitlines()
+
+
+def test_docker_worker_restarted_by_name(tmp_path: Path) -> None:
+    env, calls = fake_engine(tmp_path)
+    (tmp_path / "calls.w2").touch()  # worker2 exists (the fake lists it)
+    result = launch(env, "--restart", "worker2")
+    assert result.returncode == 0, result.stderr
+    lines = calls.read_text().splitlines()
+    restart = lines.index("restart --time 30 iris-celery-worker2")
+    assert f"inspect --format {HEALTH_FORMAT} iris-celery-worker2" in lines[restart:]
+    assert "restarted workers worker2" in result.stderr
+
+    unknown = launch(env, "--restart", "worker9")
+    assert unknown.returncode != 0
+    assert "no worker named 'worker9'" in unknown.stderr
+    assert "worker1 worker2" in unknown.stderr  # the names that exist
+    assert calls.read_text().count("restart ") == 1
+
+
+HEALTH_FORMAT = "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}"
 
 
 def test_nginx_config_renders_with_the_images_settings(tmp_path: Path) -> None:

@@ -42,6 +42,10 @@ def test_every_script_has_help(script: str) -> None:
         (["monitor_queue.sh", "-n", "1"], "no running system found"),
         (["launch_celery_worker.sh", "1"], "no running system found"),
         (["launch_celery_worker.sh", "0"], "N must be a whole number"),
+        (["launch_celery_worker.sh", "--restart"], "--restart needs the names of the workers"),
+        (["launch_celery_worker.sh", "--restart", "worker2"], "no running system found"),
+        (["launch_celery_worker.sh", "--list", "worker2"], "too many arguments"),
+        (["flask/bin/healthcheck.sh", "db"], "usage: healthcheck.sh web|worker"),
         (["monitor_queue.sh", "-i", "0"], "-i needs a positive number"),
         (["monitor_queue.sh", "-n", "two"], "-n needs a whole number"),
     ],
@@ -81,3 +85,16 @@ def test_ensure_debs_is_not_fooled_by_a_folder_of_the_same_name(tmp_path: Path) 
     installs = [line for line in result.stderr.splitlines() if line.startswith("apt-get install")]
     assert len(installs) == 1, result.stderr
     assert installs[0].split()[-1] == "iris-no-such-package"
+
+
+def test_common_sh_sources_every_part_and_each_says_what_it_holds() -> None:
+    common = (ROOT / "scripts" / "common.sh").read_text()
+    parts = sorted((ROOT / "scripts" / "lib").glob("*.sh"))
+    assert parts
+    for part in parts:
+        assert f'. "$ROOT/scripts/lib/{part.name}"' in common, part.name
+        lines = part.read_text().splitlines()
+        # A library: no shebang and no shell options of its own (the caller's apply).
+        assert lines[0] == "# shellcheck shell=bash", part.name
+        assert lines[1].startswith("# ") and len(lines[1]) > 20, part.name
+        assert "set -o" not in part.read_text(), part.name
