@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file,
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import report_charts, status_files
+from . import probability_png, status_files
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .errors import ApiError
@@ -152,7 +152,9 @@ def _probability_png(job: JobStatus) -> Response:
     probabilities, label = stored.get("probabilities"), stored.get("label")
     if not isinstance(probabilities, dict) or not isinstance(label, str):
         raise ApiError(404, "this task has no probabilities to draw", task_id=job.task_id)
-    png = report_charts.probability_png({str(k): float(v) for k, v in probabilities.items()}, label)
+    png = probability_png.probability_png(
+        {str(k): float(v) for k, v in probabilities.items()}, label
+    )
     response = Response(png, mimetype="image/png")
     response.headers["Content-Disposition"] = (
         f'inline; filename="iris-probabilities-{job.task_id}.png"'
