@@ -27,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flask" / "src"))
 
-from iris_service import model, report, report_charts, training
+from iris_service import model, report, training
+from iris_service.probability_png import probability_png
 
 INPUTS = (
     {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5},
@@ -98,7 +99,7 @@ def main() -> None:
     for i in range(args.count):
         p = data[i % len(data)]
         t0 = time.perf_counter()
-        png = report_charts.probability_png(p.probabilities, p.label)
+        png = probability_png(p.probabilities, p.label)
         png_times.append((time.perf_counter() - t0) * 1000)
     print(
         f"PNG probability chart: median {statistics.median(png_times):.2f} ms, "

@@ -1,11 +1,19 @@
-"""The PDF report a job produces (two A4 pages, fpdf2), written atomically, named by task id.
+"""The PDF report a job produces (two A4 pages, fpdf2): its page layout and ``render``.
 
 Page 1 explains the prediction: the verdict and the class probabilities, the
 warnings, how each measurement compares with the training flowers of the
 predicted species, and where the sample sits in two scatter plots. Page 2 is
-the model card. Fonts are embedded (``report_fonts``), charts are vector
-graphics (``report_charts``), statistics come from ``report_stats``; all three
-do their expensive work once per process, so a report takes milliseconds.
+the model card. The other report modules hold the parts:
+
+- ``report_document``: the PDF document class and its embedded fonts;
+- ``report_charts``: the charts; ``report_text``: text placement and wrapping;
+- ``report_recording``: static page parts drawn once and replayed per report;
+- ``report_stats``: training-data statistics and the warnings;
+- ``report_style``: colours and typeface files (shared with ``probability_png``);
+- ``fpdf_internals``: every use of fpdf2's private members.
+
+Fonts, static page parts and statistics are prepared once per process, so a
+report takes milliseconds.
 """
 
 from __future__ import annotations
@@ -21,32 +29,19 @@ import fpdf
 
 from .model import FEATURES
 from .report_charts import (
-    INK,
-    MUTED,
     PROBABILITY_ROW,
-    RGB,
-    RULE,
-    WHITE,
     Plot,
-    Recording,
     axis_for,
     heatmap,
     probability_bars,
     probability_tracks,
     range_strip,
     range_track,
-    record,
-    replay,
     sample_marker,
     scatter_static,
-    set_text,
-    species_colour,
-    text,
-    tint,
-    width,
-    wrap,
 )
-from .report_fonts import ReportPDF
+from .report_document import ReportPDF
+from .report_recording import Recording, record, replay
 from .report_stats import (
     CLOSE_MARGIN,
     FAR_SIGMAS,
@@ -56,10 +51,23 @@ from .report_stats import (
     ordinal,
     training_stats,
 )
+from .report_style import (
+    BANNER_INK,
+    INK,
+    MUTED,
+    NAVY,
+    RGB,
+    RULE,
+    WARN_EDGE,
+    WARN_FILL,
+    WARN_INK,
+    WHITE,
+    species_colour,
+    tint,
+)
+from .report_text import set_text, text, width, wrap
 
 SERVICE_NAME = "Iris prediction service"
-NAVY = (31, 58, 96)
-WARN_FILL, WARN_EDGE, WARN_INK = (255, 243, 205), (214, 158, 0), (102, 77, 3)
 LEFT, RIGHT, PAGE_W = 16.0, 194.0, 210.0
 CONTENT_W = RIGHT - LEFT
 
@@ -138,7 +146,7 @@ def _frame_recording(classes: int) -> Recording:
 
 def _header(pdf: ReportPDF, data: ReportData) -> float:
     replay(pdf, _frame_recording(len(data.probabilities)))
-    set_text(pdf, 8.5, colour=(200, 212, 230))
+    set_text(pdf, 8.5, colour=BANNER_INK)
     text(pdf, LEFT, 20.5, f"{SERVICE_NAME} · task {data.task_id}")
     values = (
         _utc(data.submitted_at),
@@ -394,7 +402,7 @@ def _model_card(pdf: ReportPDF, card: Mapping[str, Any], model_version: str) -> 
     pdf.rect(0, 0, PAGE_W, 16, style="F")
     set_text(pdf, 13, "B", WHITE)
     text(pdf, LEFT, 10.5, "Model card")
-    set_text(pdf, 8.5, colour=(200, 212, 230))
+    set_text(pdf, 8.5, colour=BANNER_INK)
     text(pdf, RIGHT, 10.5, f"model version {model_version}", "R")
 
     y = 26.0
@@ -543,7 +551,3 @@ def warm_up(model_card: Mapping[str, Any]) -> None:
             model_card=model_card,
         )
     )
-
-
-def report_filename(task_id: str) -> str:
-    return f"{task_id}.pdf"

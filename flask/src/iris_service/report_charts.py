@@ -1,145 +1,26 @@
-"""The report's charts, drawn with fpdf2's vector primitives, and the PNG probability chart.
+"""The report's charts, drawn with fpdf2's vector primitives.
 
-Parts of a chart that never change between reports (the 150 training flowers
-of a scatter plot, its grid) are drawn once per process on a scratch page with
-fpdf2's own ``line``/``rect`` calls; the operators fpdf2 produced are then
-copied into each report inside a saved graphics state (``replay``). Only the
-sample's marker, labels and bars are drawn per report.
+Scatter plots of the training flowers, probability bars, per-species range
+strips and the confusion-matrix heat map. Each chart whose background never
+changes comes in two halves: a static one (``scatter_static``,
+``probability_tracks``, ``range_track``) that the layout records once per
+process (``report_recording``), and one drawn per report for the job's values.
 """
 
 from __future__ import annotations
 
-import io
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 from fpdf import FPDF
-from fpdf.enums import PDFResourceType
-from fpdf.fonts import TTFFont
-from PIL import Image, ImageDraw, ImageFont
 
+from .fpdf_internals import append_operators
 from .model import FEATURES
-from .report_fonts import FAMILY, FONT_FILES, ReportPDF, uses_base_repertoire_only
 from .report_stats import FEATURE_LABELS, FeatureStats, training_stats
-
-RGB = tuple[int, int, int]
-
-# Okabe-Ito colours: distinct for the common kinds of colour blindness.
-SPECIES_COLOURS: dict[str, RGB] = {
-    "setosa": (0, 114, 178),
-    "versicolor": (230, 159, 0),
-    "virginica": (0, 158, 115),
-}
-FALLBACK_COLOURS: tuple[RGB, ...] = ((204, 121, 167), (86, 180, 233), (213, 94, 0))
-INK: RGB = (33, 37, 41)
-MUTED: RGB = (108, 117, 125)
-RULE: RGB = (222, 226, 230)
-TRACK: RGB = (241, 243, 245)
-WHITE: RGB = (255, 255, 255)
-
-
-def species_colour(name: str, index: int = 0) -> RGB:
-    return SPECIES_COLOURS.get(name, FALLBACK_COLOURS[index % len(FALLBACK_COLOURS)])
-
-
-def tint(colour: RGB, amount: float) -> RGB:
-    """The colour mixed with white: amount 0 is white, 1 the colour itself."""
-    r, g, b = (round(255 - (255 - c) * amount) for c in colour)
-    return (r, g, b)
-
-
-# --- text helpers (fpdf2's text() plus our own width sums: cell() is 5x slower) ---
-
-
-def set_text(pdf: FPDF, size: float, style: str = "", colour: RGB = INK) -> None:
-    pdf.set_font(FAMILY, style, size)
-    pdf.set_text_color(*colour)
-
-
-def width(pdf: FPDF, text: str) -> float:
-    """String width in mm from the font's advance widths (what fpdf2 sums too)."""
-    font = pdf.current_font
-    assert isinstance(font, TTFFont)
-    widths: dict[int, float] = font.cw
-    return sum(map(widths.__getitem__, map(ord, text))) * pdf.font_size_pt / 1000 / pdf.k
-
-
-def text(pdf: FPDF, x: float, y: float, value: str, align: str = "L") -> None:
-    """Text with its baseline at y; align L, R (x is the right edge) or C (the centre)."""
-    if align != "L":
-        w = width(pdf, value)
-        x -= w if align == "R" else w / 2
-    pdf.text(x, y, value)
-
-
-def wrap(pdf: FPDF, value: str, max_width: float) -> list[str]:
-    """Greedy word wrap in the current font."""
-    space = width(pdf, " ")
-    lines: list[str] = []
-    line: list[str] = []
-    used = 0.0
-    for word in value.split():
-        w = width(pdf, word)
-        if line and used + space + w > max_width:
-            lines.append(" ".join(line))
-            line, used = [word], w
-        else:
-            used += (space if line else 0.0) + w
-            line.append(word)
-    if line:
-        lines.append(" ".join(line))
-    return lines
-
-
-# --- recorded static layers ---
-
-
-@dataclass(frozen=True)
-class Recording:
-    """Content operators fpdf2 wrote on a scratch page, to be copied into reports."""
-
-    operators: bytes
-    # False when the drawing used characters beyond the base repertoire: their
-    # codes would differ in another document, so the caller draws live instead.
-    portable: bool
-
-
-def record(draw: Callable[[ReportPDF], None]) -> Recording:
-    """Draw on a scratch page of a fresh ReportPDF and keep the operators.
-
-    Every ReportPDF numbers its fonts and the base repertoire's glyphs the same
-    way, so text operators recorded here are valid in any report.
-    """
-    scratch = ReportPDF()
-    scratch.add_page()
-    contents = scratch.pages[1].contents
-    assert isinstance(contents, bytearray)
-    start = len(contents)
-    draw(scratch)
-    portable = all(
-        isinstance(font, TTFFont) and uses_base_repertoire_only(font)
-        for font in scratch.fonts.values()
-    )
-    return Recording(bytes(contents[start:]), portable)
-
-
-# fpdf2's state at the start of the scratch page, restored before a replay so
-# operators fpdf2 skipped as redundant there mean the same here.
-_REPLAY_PROLOGUE = "q 0 G 0 g 0.57 w 0 J 0 j [] 0 d"
-
-
-def replay(pdf: ReportPDF, recording: Recording, dy: float = 0.0) -> None:
-    """Copy a recording into the current page, shifted down by dy mm."""
-    if not recording.portable:
-        raise ValueError("a recording with glyphs beyond the base repertoire: draw it live")
-    for font in pdf.fonts.values():
-        # What fpdf2's set_font does for a page: list the font in its resources.
-        pdf._resource_catalog.add(PDFResourceType.FONT, font.i, pdf.page)
-    shift = f" 1 0 0 1 0 {-dy * pdf.k:.2f} cm" if dy else ""
-    pdf._out(f"{_REPLAY_PROLOGUE}{shift}\n".encode() + recording.operators + b"Q")
-
+from .report_style import INK, MUTED, NAVY, RGB, RULE, TRACK, WHITE, species_colour, tint
+from .report_text import set_text, text
 
 # --- scatter plots ---
 
@@ -199,8 +80,10 @@ def _draw_scatter_static(pdf: FPDF, plot: Plot) -> None:
     stats = training_stats()
     xi, yi = FEATURES.index(plot.x_axis.feature), FEATURES.index(plot.y_axis.feature)
     # A zero-length line with round caps is a dot: 25 bytes instead of a
-    # 4-curve circle, and just as crisp at any zoom.
-    pdf._out("1 J")
+    # 4-curve circle, and just as crisp at any zoom. The cap style goes in as a
+    # bare operator: fpdf2 sets it only through a graphics-state resource
+    # (local_context), which a recording cannot carry into another document.
+    append_operators(pdf, b"1 J")
     pdf.set_line_width(DOT_DIAMETER)
     for index, name in enumerate(stats.classes):
         pdf.set_draw_color(*species_colour(name, index))
@@ -208,7 +91,7 @@ def _draw_scatter_static(pdf: FPDF, plot: Plot) -> None:
             if target == index:
                 x, y = plot.px(row[xi]), plot.py(row[yi])
                 pdf.line(x, y, x, y)
-    pdf._out("0 J")
+    append_operators(pdf, b"0 J")
 
 
 def scatter_static(pdf: FPDF, plot: Plot) -> None:
@@ -366,7 +249,7 @@ def heatmap(
         text(pdf, x + label_w - 2, top + cell / 2 + 1, name, "R")
         for j, count in enumerate(matrix[i]):
             share = count / biggest
-            pdf.set_fill_color(*tint((31, 58, 96), 0.08 + 0.92 * share))
+            pdf.set_fill_color(*tint(NAVY, 0.08 + 0.92 * share))
             pdf.set_draw_color(*WHITE)
             pdf.set_line_width(0.5)
             pdf.rect(x + label_w + j * cell, top, cell, cell, style="DF")
@@ -375,40 +258,3 @@ def heatmap(
     set_text(pdf, 6.5, colour=MUTED)
     with pdf.rotation(90, x + 3, y + cell * len(classes) / 2):
         text(pdf, x + 3, y + cell * len(classes) / 2, "true", "C")
-
-
-# --- the PNG chart (GET /flask/result/<task_id>.png) ---
-
-PNG_SIZE = (640, 220)
-
-
-@cache
-def _png_font(size: int, bold: bool) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(FONT_FILES["B" if bold else ""]), size)
-
-
-def probability_png(probabilities: Mapping[str, float], label: str) -> bytes:
-    """The class probabilities as a small PNG bar chart, same colours as the PDF."""
-    w = PNG_SIZE[0]
-    image = Image.new("RGB", PNG_SIZE, WHITE)
-    draw = ImageDraw.Draw(image)
-    title = _png_font(18, True)
-    regular, bold = _png_font(15, False), _png_font(15, True)
-    draw.text((20, 14), f"Predicted: Iris {label}", font=title, fill=INK)
-    left, right, top, row = 130, w - 90, 58, 48
-    for index, (name, p) in enumerate(probabilities.items()):
-        y = top + index * row
-        font = bold if name == label else regular
-        draw.text((20, y + 6), name, font=font, fill=INK)
-        draw.rectangle((left, y + 4, right, y + 30), fill=TRACK)
-        if p > 0:
-            end = left + max((right - left) * p, 2)
-            draw.rectangle((left, y + 4, end, y + 30), fill=species_colour(name, index))
-        draw.text((right + 10, y + 6), f"{p * 100:.1f} %", font=font, fill=INK)
-    middle = (left + right) // 2
-    for dash in range(top, top + 3 * row - 14, 6):
-        draw.line((middle, dash, middle, dash + 3), fill=MUTED)
-    out = io.BytesIO()
-    # zlib level 1: half the time of the default level for a file 15 % larger.
-    image.save(out, format="PNG", compress_level=1)
-    return out.getvalue()

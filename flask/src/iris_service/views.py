@@ -17,7 +17,7 @@ from kombu.connection import Connection
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import report_charts, reports
+from . import probability_png, reports
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .errors import ApiError, unavailable
@@ -154,7 +154,9 @@ def _probability_png(job: JobStatus) -> Response:
     probabilities, label = stored.get("probabilities"), stored.get("label")
     if not isinstance(probabilities, dict) or not isinstance(label, str):
         raise ApiError(404, "this task has no probabilities to draw", task_id=job.task_id)
-    png = report_charts.probability_png({str(k): float(v) for k, v in probabilities.items()}, label)
+    png = probability_png.probability_png(
+        {str(k): float(v) for k, v in probabilities.items()}, label
+    )
     response = Response(png, mimetype="image/png")
     response.headers["Content-Disposition"] = (
         f'inline; filename="iris-probabilities-{job.task_id}.png"'

@@ -10,7 +10,8 @@ import pytest
 import requests
 from PIL import Image
 
-from iris_service import create_app, report_charts
+from iris_service import create_app
+from iris_service.report_style import SPECIES_COLOURS
 from iris_service.store import StatusStore
 
 from support.pdf import count_near, pdf_text
@@ -42,7 +43,7 @@ def test_real_job_report_and_png(stack: Stack, tmp_path: Path) -> None:
     assert r.status_code == 200
     assert r.headers["Content-Type"] == "image/png"
     image = Image.open(io.BytesIO(r.content)).convert("RGB")
-    for colour in report_charts.SPECIES_COLOURS.values():
+    for colour in SPECIES_COLOURS.values():
         # Even a near-zero probability gets a visible sliver (2 px wide).
         assert count_near(image, colour, 2) > 40
 

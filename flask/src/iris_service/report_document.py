@@ -1,55 +1,88 @@
-"""Embedded DejaVu Sans for the reports, at a cost of microseconds per report.
+"""The report's PDF document class (``ReportPDF``) and its embedded DejaVu Sans.
 
-fpdf2 parses a TrueType file on every ``add_font`` (about 70 ms for DejaVu Sans)
-and runs fontTools' subsetter on every ``output`` (over 100 ms): fine for one
-document, far too slow for a report per job. This module does each expensive
-step once per process:
+fpdf2 parses a TrueType file on every ``add_font`` and runs fontTools' subsetter
+on every ``output``: fine for one document, far too slow for a report per job.
+A ``ReportPDF`` does each expensive step once per process:
 
-- each style's font is parsed once; a document gets a cheap copy of it with a
-  fresh glyph map (``ReportPDF.__init__``);
+- each style's font is parsed once (``_prototype``); a document gets a cheap
+  copy of it with its own glyph map;
 - every document's glyph map starts with the same base repertoire (printable
   ASCII and the symbols the layout uses) in the same order, so the same
-  characters get the same codes in every report;
+  characters get the same codes in every report, and content recorded on one
+  document is valid in another (``report_recording``);
 - the embedded subset (font program, widths, ToUnicode map, CIDToGIDMap) is
   built once per distinct glyph map and kept in a small LRU cache, so a report
   whose text stays within the repertoire reuses it, and one with unusual
   Unicode (a model card field in Greek, say) pays for one subsetting.
 
-It relies on fpdf2 internals (``TTFFont``, ``SubsetMap``, ``OutputProducer``);
-fpdf2 is pinned exactly and the report tests check the result text and pixels.
+The fpdf2 internals this needs live in ``fpdf_internals``.
 """
 
 from __future__ import annotations
 
-import copy
 import threading
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cache
 from io import BytesIO
-from pathlib import Path
 from typing import Any
 
 from fontTools import subset as ftsubset  # type: ignore[import-untyped]
 from fontTools import ttLib
 from fpdf import FPDF
-from fpdf.fonts import SubsetMap, TTFFont
-from fpdf.output import (
-    CIDSystemInfo,
-    OutputProducer,
-    PDFFont,
-    _build_cmap_blocks,
-    _tt_font_widths,
-)
+from fpdf.fonts import CoreFont, TTFFont
+from fpdf.output import CIDSystemInfo, PDFFont
 from fpdf.syntax import Name, PDFArray, PDFContentStream
 
-FONT_DIR = Path(__file__).resolve().parent / "fonts"
+from .fpdf_internals import (
+    FontObjects,
+    ReportOutputProducer,
+    cid_widths,
+    clone_font,
+    cmap_blocks,
+)
+from .report_style import FONT_FILES
+
 FAMILY = "dejavu"
-FONT_FILES = {"": FONT_DIR / "DejaVuSans.ttf", "B": FONT_DIR / "DejaVuSans-Bold.ttf"}
 # Pre-assigned in this order in every document: stable codes, one cached subset.
 BASE_REPERTOIRE = "".join(chr(c) for c in range(0x21, 0x7F)) + "–—…×±≈·°µ≤≥→←⚠✓•●‘’“”σΣ"  # noqa: RUF001
 _CACHE_SIZE = 32
+
+
+class ReportPDF(FPDF):
+    """An A4 FPDF with DejaVu Sans (regular, bold) as family ``dejavu``."""
+
+    def __init__(self) -> None:
+        super().__init__(format="A4")
+        for style in FONT_FILES:
+            self.fonts[FAMILY + style] = clone_font(_prototype(style), len(self.fonts) + 1)
+
+    def output_bytes(self) -> bytes:
+        return bytes(self.output(output_producer_class=_CachingOutputProducer))
+
+
+@cache
+def _prototype(style: str) -> TTFFont:
+    """One style's font, parsed and given the base repertoire, once per process.
+
+    Never used in a document itself: documents get clones (``clone_font``).
+    """
+    scratch = FPDF()
+    scratch.add_font(FAMILY, style, FONT_FILES[style])
+    font = scratch.fonts[FAMILY + style]
+    assert isinstance(font, TTFFont)
+    for char in BASE_REPERTOIRE:
+        font.subset.pick(ord(char))
+    # Glyph maps need only the tables parsed above (cmap, widths); the subset is
+    # cut from a fresh parse in _build_embedded, so the file can be closed now.
+    font.close()
+    return font
+
+
+def uses_base_repertoire_only(font: TTFFont) -> bool:
+    """True while a document's font has picked no glyph beyond the base repertoire."""
+    return len(font.subset) == len(_prototype(font.fontkey[len(FAMILY) :]).subset)
 
 
 @dataclass(frozen=True)
@@ -63,71 +96,8 @@ class _Embedded:
     cid_to_gid: bytes  # zlib-compressed
 
 
-@dataclass(frozen=True)
-class _Prototype:
-    font: TTFFont
-    subset_entries: dict[Any, int]
-    next_code: int
-    reserved: list[int]
-
-
-@cache
-def _prototype(style: str) -> _Prototype:
-    """Parse one style's font file and assign the base repertoire, once per process."""
-    scratch = FPDF()
-    scratch.add_font(FAMILY, style, FONT_FILES[style])
-    font = scratch.fonts[FAMILY + style]
-    assert isinstance(font, TTFFont)
-    for char in BASE_REPERTOIRE:
-        font.subset.pick(ord(char))
-    # Glyph maps need only the tables parsed above (cmap, widths); the subset is
-    # cut from a fresh parse in _build_embedded, so the file can be closed now.
-    font.close()
-    subset = font.subset
-    return _Prototype(
-        font=font,
-        subset_entries=dict(subset._char_id_per_glyph),
-        next_code=subset._next,
-        reserved=list(subset._reserved),
-    )
-
-
-def _fresh_font(style: str, index: int) -> TTFFont:
-    """A per-document copy sharing the parsed tables, with its own glyph map."""
-    proto = _prototype(style)
-    font = copy.copy(proto.font)
-    font.i = index
-    font.desc = copy.copy(proto.font.desc)
-    font.missing_glyphs = []
-    font.biggest_size_pt = 0
-    subset = SubsetMap.__new__(SubsetMap)
-    subset.font = font
-    subset._next = proto.next_code
-    subset._reserved = list(proto.reserved)
-    subset._char_id_per_glyph = dict(proto.subset_entries)
-    font.subset = subset
-    return font
-
-
-def uses_base_repertoire_only(font: TTFFont) -> bool:
-    """True while a document's font has picked no glyph beyond the base repertoire."""
-    proto = _prototype(font.fontkey[len(FAMILY) :])
-    return len(font.subset._char_id_per_glyph) == len(proto.subset_entries)
-
-
-class ReportPDF(FPDF):
-    """An A4 FPDF with DejaVu Sans (regular, bold) as family ``dejavu``."""
-
-    def __init__(self) -> None:
-        super().__init__(format="A4")
-        for style in FONT_FILES:
-            self.fonts[FAMILY + style] = _fresh_font(style, len(self.fonts) + 1)
-
-    def output_bytes(self) -> bytes:
-        return bytes(self.output(output_producer_class=_CachingOutputProducer))
-
-
 _embedded_cache: OrderedDict[tuple[str, tuple[Any, ...]], _Embedded] = OrderedDict()
+# Documents may be rendered on several threads (the web app's bench endpoint).
 _embedded_lock = threading.Lock()
 
 
@@ -140,7 +110,7 @@ def _glyph_key(font: TTFFont) -> tuple[Any, ...]:
 
 
 def _build_embedded(font: TTFFont) -> _Embedded:
-    """What fpdf2's OutputProducer._add_fonts computes for a TrueType font, once."""
+    """What fpdf2's output computes for a TrueType font, done once per glyph map."""
     style = font.fontkey[len(FAMILY) :]
     # A fresh parse: the subsetter rewrites the font it is given in place.
     with ttLib.TTFont(FONT_FILES[style], recalcTimestamp=False, lazy=True) as ttfont:
@@ -176,13 +146,13 @@ def _build_embedded(font: TTFFont) -> _Embedded:
         "/CIDSystemInfo\n<</Registry (Adobe)\n/Ordering (UCS)\n/Supplement 0\n>> def\n"
         "/CMapName /Adobe-Identity-UCS def\n/CMapType 2 def\n"
         "1 begincodespacerange\n<0000> <FFFF>\nendcodespacerange\n"
-        f"{_build_cmap_blocks(bfchar, 'bfchar')}"
+        f"{cmap_blocks(bfchar, 'bfchar')}"
         "endcmap\nCMapName currentdict /CMap defineresource pop\nend\nend"
     ).encode("latin-1")
     return _Embedded(
         font_program=zlib.compress(program),
         font_program_length=len(program),
-        widths=_tt_font_widths(font),
+        widths=cid_widths(font),
         to_unicode=to_unicode,
         cid_to_gid=zlib.compress(bytes(cid_to_gid)),
     )
@@ -190,7 +160,6 @@ def _build_embedded(font: TTFFont) -> _Embedded:
 
 def _embedded(font: TTFFont) -> _Embedded:
     key = (font.fontkey, _glyph_key(font))
-    # A lock, for the web app's threads (the worker renders one report at a time).
     with _embedded_lock:
         found = _embedded_cache.get(key)
         if found is None:
@@ -203,40 +172,31 @@ def _embedded(font: TTFFont) -> _Embedded:
         return found
 
 
-def _stream(content: bytes, *, compressed: bool) -> PDFContentStream:
+def _stream(content: bytes, *, deflated: bool) -> PDFContentStream:
+    """A stream of bytes as given; ``deflated`` says they are zlib-compressed already."""
     stream = PDFContentStream(contents=content, compress=False)
-    if compressed:
+    if deflated:
         stream.filter = Name("FlateDecode")
     return stream
 
 
-class _CachingOutputProducer(OutputProducer):
-    """fpdf2's producer, with the TrueType font objects built from the cache."""
+class _CachingOutputProducer(ReportOutputProducer):
+    """The report's producer: the TrueType font objects come from the cache."""
 
-    def _add_pages(self, *args: Any, **kwargs: Any) -> Any:
-        # Page streams at zlib level 1: twice as fast as the default level (0.5 ms
-        # a report) for about 1.5 KB more. fpdf2 reads the level from the class.
-        previous = PDFContentStream._COMPRESSION_LEVEL
-        PDFContentStream._COMPRESSION_LEVEL = 1
-        try:
-            return super()._add_pages(*args, **kwargs)
-        finally:
-            PDFContentStream._COMPRESSION_LEVEL = previous
-
-    def _add_fonts(self, *args: Any) -> dict[int, Any]:
-        fonts = [
+    def embed_fonts(self, fonts: list[CoreFont | TTFFont]) -> FontObjects | None:
+        ours = [
             f
-            for f in sorted(self.fpdf.fonts.values(), key=lambda f: f.i)
+            for f in fonts
             if isinstance(f, TTFFont) and f.fontkey.startswith(FAMILY) and not f.color_font
         ]
-        if len(fonts) != len(self.fpdf.fonts):
-            return super()._add_fonts(*args)
-        font_objs: dict[int, Any] = {}
-        for font in fonts:
+        if len(ours) != len(fonts):
+            return None
+        font_objs: FontObjects = {}
+        for font in ours:
             embedded = _embedded(font)
             fontname = f"MPDFAA+{font.name}"
             composite = PDFFont(subtype="Type0", base_font=fontname, encoding="Identity-H")
-            self._add_pdf_obj(composite, "fonts")
+            self.add_object(composite, "fonts")
             font_objs[font.i] = composite
             cid_font = PDFFont(
                 subtype="CIDFontType2",
@@ -244,26 +204,23 @@ class _CachingOutputProducer(OutputProducer):
                 d_w=font.desc.missing_width,
                 w=embedded.widths,
             )
-            self._add_pdf_obj(cid_font, "fonts")
+            self.add_object(cid_font, "fonts")
             composite.descendant_fonts = PDFArray([cid_font])
-            to_unicode = _stream(embedded.to_unicode, compressed=False)
-            self._add_pdf_obj(to_unicode, "fonts")
+            to_unicode = _stream(embedded.to_unicode, deflated=False)
+            self.add_object(to_unicode, "fonts")
             composite.to_unicode = to_unicode
             system_info = CIDSystemInfo()
-            self._add_pdf_obj(system_info, "fonts")
+            self.add_object(system_info, "fonts")
             cid_font.c_i_d_system_info = system_info
             descriptor = font.desc
             descriptor.font_name = Name(fontname)
-            self._add_pdf_obj(descriptor, "fonts")
+            self.add_object(descriptor, "fonts")
             cid_font.font_descriptor = descriptor
-            cid_to_gid = _stream(embedded.cid_to_gid, compressed=True)
-            self._add_pdf_obj(cid_to_gid, "fonts")
+            cid_to_gid = _stream(embedded.cid_to_gid, deflated=True)
+            self.add_object(cid_to_gid, "fonts")
             cid_font.c_i_d_to_g_i_d_map = cid_to_gid
-            program = _stream(embedded.font_program, compressed=True)
+            program = _stream(embedded.font_program, deflated=True)
             program.length1 = embedded.font_program_length  # type: ignore[attr-defined]
-            self._add_pdf_obj(program, "fonts")
+            self.add_object(program, "fonts")
             descriptor.font_file2 = program  # type: ignore[attr-defined]
-        # fpdf2 clears these process-wide caches after each document too.
-        SubsetMap.pick.cache_clear()
-        SubsetMap.get_glyph.cache_clear()
         return font_objs
