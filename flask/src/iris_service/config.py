@@ -202,9 +202,8 @@ class Settings(_Logged):
     status_dir: AbsolutePath | None = Field(
         default=None,
         validation_alias="STATUS_DIR",
-        # A cache, so a tmpfs is the right place (local mode uses one):
-        # creating and renaming a file cost about 1 ms of CPU on this project's
-        # ext4 disk, 0.02 ms on tmpfs.
+        # A cache, so a tmpfs is the right place (local mode uses one): file
+        # creation is far cheaper there than on disk (docs/performance.md).
         description="Where the status files go; unset: <REPORTS_DIR>/status",
     )
     status_file_seconds: int = Field(

@@ -13,8 +13,8 @@ workers = _conf.workers
 threads = _conf.threads
 # gthread even with one thread: it keeps nginx's upstream connections alive,
 # where the sync worker closes each one after its request (a connect and a
-# graceful close per request). The benchmark measured about 3x the status
-# reads per second and a third less CPU per read than with sync.
+# graceful close per request), which cost more than the request itself
+# (docs/performance.md).
 worker_class = "gthread"
 timeout = _conf.timeout
 graceful_timeout = 20

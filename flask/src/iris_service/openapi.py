@@ -2,7 +2,7 @@
 
 The request body schema is :class:`~iris_service.validation.Measurements`'s own
 JSON schema, so the document and the validation cannot drift apart; the rest
-mirrors the routes in ``views.py`` (the table in DESIGN.md).
+mirrors the routes in ``views.py`` (the API table in the README).
 """
 
 from __future__ import annotations
