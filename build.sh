@@ -106,6 +106,10 @@ local_start() {
   # The schema is created once here, before several processes race for it.
   (cd "$ROOT" && flask --app iris_service init-db)
 
+  # The worker starts beside the web app (both take seconds to import), and
+  # build.sh returns only once it consumes, as launch_celery_worker.sh does.
+  local worker_log="$LOG_DIR/worker.log" from
+  from=$(($(stat -c %s "$worker_log" 2>/dev/null || echo 0) + 1))
   (cd "$ROOT" && start_role worker "$ROOT/flask/bin/start-worker.sh")
   (cd "$ROOT" && start_role web "$ROOT/flask/bin/start-web.sh")
   start_role nginx "$ROOT/nginx/start-nginx.sh"
@@ -113,7 +117,7 @@ local_start() {
   local url="http://127.0.0.1:$HTTP_PORT"
   wait_for web 60 test -S "$RUN_DIR/gunicorn.sock"
   wait_for nginx 30 curl -fsS "$url/flask/health"
-  pid_alive "$RUN_DIR/worker.pid" || fail_role worker
+  wait_for worker 120 _log_has_since "$worker_log" "$from" "${WORKER_NAME:-worker1}@.* ready\."
   for name in "${extra[@]}"; do start_worker "$name"; done
   ((${#extra[@]} == 0)) || info "restarted workers ${extra[*]}"
   echo "$url/"

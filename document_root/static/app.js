@@ -25,9 +25,10 @@
     done: "Done",
     failed: "Failed",
   };
-  // Number syntax the server's parser accepts (Python float(), minus the rarities).
+  // The number syntax the server accepts (validation.py): ASCII digits with at
+  // most one point, an optional sign and exponent; spaces and tabs around it.
   const NUMBER_RE = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
-  const NON_FINITE_RE = /^[+-]?(inf|infinity|nan)$/i;
+  const BLANKS_RE = /^[ \t]+|[ \t]+$/g;
 
   const $ = (id) => document.getElementById(id);
   const form = $("measurements");
@@ -36,12 +37,12 @@
   /* ---------- validation: the same rules and messages as validation.py ---------- */
 
   function check(text) {
-    const value = text.trim();
+    const value = text.replace(BLANKS_RE, "");
     if (value === "") return { error: "is required" };
-    if (NON_FINITE_RE.test(value)) return { error: "must be a finite number" };
     if (!NUMBER_RE.test(value)) return { error: "must be a number" };
+    // Past a double's range Number() gives Infinity or 0, which the bounds
+    // below name as the server does ("at most 100", "greater than 0").
     const number = Number(value);
-    if (!Number.isFinite(number)) return { error: "must be a finite number" };
     if (number <= 0) return { error: "must be greater than 0" };
     if (number > 100) return { error: "must be at most 100" };
     return { value: number };

@@ -6,7 +6,16 @@
 # "worker-<name>"). Part of scripts/common.sh; sourced, never executed; the
 # functions expect load_local_env to have run.
 
-pid_alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A killed process stays a zombie until its parent reaps it, and kill -0
+# still reaches a zombie: its state (after the ") " in /proc/PID/stat) says.
+pid_alive() {
+  [[ -s "$1" ]] || return 1
+  local pid stat
+  pid="$(cat "$1")"
+  kill -0 "$pid" 2>/dev/null || return 1
+  stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
+  [[ "${stat##*) }" != Z* ]]
+}
 
 # A local process of the stack, detached, under a role name.
 start_role() {  # role, command...

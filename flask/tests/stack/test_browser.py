@@ -204,7 +204,9 @@ def test_client_side_errors_block_the_submit(page: Page) -> None:
     expect(page.locator("#petal_width-error")).to_be_hidden()
 
 
-@pytest.mark.parametrize("text", ["abc", "0", "-1", "100.01", "1e3", "inf", "nan", "5,1"])
+@pytest.mark.parametrize(
+    "text", ["abc", "0", "-1", "100.01", "1e3", "inf", "nan", "5,1", "1e400", "1_000", "0x10"]
+)
 def test_client_messages_match_the_server(page: Page, stack: Stack, text: str) -> None:
     page.get_by_role("button", name="Setosa", exact=True).click()
     page.locator("input[name=petal_length]").fill(text)

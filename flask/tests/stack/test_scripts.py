@@ -164,7 +164,11 @@ def test_a_dead_worker_is_restarted_by_name(ops_stack: Stack) -> None:
     killed = int(pidfile.read_text())
     kill_group(killed)
     wait_until(lambda: consumers(ops_stack) == 1, 60, "the broker to drop worker2's consumer")
-    assert worker_states(ops_stack) == {"worker1": "running", "worker2": "stopped"}
+    wait_until(
+        lambda: worker_states(ops_stack) == {"worker1": "running", "worker2": "stopped"},
+        30,
+        "--list to show worker2 stopped",
+    )
 
     unknown = ops_stack.script("launch_celery_worker.sh", "--restart", "worker9")
     assert unknown.returncode != 0
