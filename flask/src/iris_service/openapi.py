@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .store import TASK_STATES as _STATES
-from .validation import TASK_ID_RE, Measurements
+from .validation import IDEMPOTENCY_KEY_RE, TASK_ID_RE, Measurements
 
 TASK_STATES = list(_STATES)
 
@@ -41,6 +41,20 @@ _TASK_ID = {
     "schema": {"type": "string", "pattern": TASK_ID_RE.pattern},
 }
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+# Issue 14 part B: idempotent submits (idempotency.py).
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "1-128 visible ASCII characters. A repeat with the same key and the same "
+    "measurements within the retention answers the key's job (200) and never makes a second "
+    "one; the same key with other measurements is a 422.",
+    "schema": {"type": "string", "pattern": f"^{IDEMPOTENCY_KEY_RE.pattern}$"},
+}
+_REPLAYED = {
+    "Idempotent-Replayed": {"schema": {"const": "true"}, "description": "a repeat's answer"},
+    "Location": {"schema": {"type": "string"}},
+}
 _HEALTH = {
     "type": "object",
     "required": ["status", "broker", "database", "workers", "queue"],
@@ -73,6 +87,16 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "task_id": {"type": "string", "format": "uuid"},
                 "state": {"const": "PENDING"},
+                "status_url": {"type": "string"},
+                "report_url": {"type": "string"},
+            },
+        },
+        "Replayed": {
+            "type": "object",
+            "required": ["task_id", "state", "status_url", "report_url"],
+            "properties": {
+                "task_id": {"type": "string", "format": "uuid"},
+                "state": {"enum": TASK_STATES, "description": "the job's current state"},
                 "status_url": {"type": "string"},
                 "report_url": {"type": "string"},
             },
@@ -145,6 +169,7 @@ def openapi_document() -> dict[str, Any]:
             "/flask/predict": {
                 "post": {
                     "summary": "Queue a prediction",
+                    "parameters": [_IDEMPOTENCY_KEY],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -153,17 +178,33 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                     "responses": {
+                        "200": _json(
+                            _ref("Replayed"),
+                            "a repeat of an Idempotency-Key: the key's job, nothing queued",
+                            **_REPLAYED,
+                        ),
                         "202": _json(
                             _ref("Accepted"),
                             "queued",
                             Location={"schema": {"type": "string"}},
                         ),
-                        "400": _error("invalid input, with one message per field"),
+                        "400": _error(
+                            "invalid input, with one message per field; malformed Idempotency-Key"
+                        ),
+                        "409": _json(
+                            _ref("Error"),
+                            "the first request with this Idempotency-Key is still in progress",
+                            **_RETRY_AFTER,
+                        ),
                         "413": _error("body too large"),
                         "415": _error("unsupported content type"),
+                        "422": _error("the Idempotency-Key was used with other measurements"),
                         "429": _error("too many submits from this address (nginx)"),
                         "503": _json(
-                            _ref("Error"), "broker unreachable or queue full", **_RETRY_AFTER
+                            _ref("Error"),
+                            "broker unreachable or queue full (or, for a repeat, the first "
+                            "request with its Idempotency-Key failed)",
+                            **_RETRY_AFTER,
                         ),
                     },
                 }

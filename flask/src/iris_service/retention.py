@@ -1,4 +1,4 @@
-"""Retention: results and their PDFs older than ``RESULT_RETENTION_SECONDS`` are deleted.
+"""Retention: results, PDFs and idempotency keys older than ``RESULT_RETENTION_SECONDS`` go.
 
 Every worker runs :func:`purge` every ``RESULT_CLEANUP_INTERVAL_SECONDS`` from a
 bootstep on its own timer (no Celery beat: beat must run exactly once per
@@ -23,7 +23,7 @@ from celery import bootsteps
 
 from . import reports
 from .config import Settings, status_dir
-from .store import StatusStore, utcnow
+from .store import StatusStore, purge_idempotency_keys_before, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 class PurgeReport:
     rows: int
     files: int
+    keys: int = 0  # issue 14 part B
 
 
 def _unlink_old(pattern: str, folder: Path, older_than: float) -> int:
@@ -49,6 +50,9 @@ def _unlink_old(pattern: str, folder: Path, older_than: float) -> int:
 def purge(settings: Settings, store: StatusStore) -> PurgeReport:
     """Delete rows and PDFs of jobs submitted more than the retention ago."""
     cutoff = utcnow() - timedelta(seconds=settings.retention_seconds)
+    # Issue 14 part B: Idempotency-Keys expire with their jobs, and go first so
+    # that none names a deleted job.
+    keys = purge_idempotency_keys_before(store, cutoff)
     deleted = store.purge_submitted_before(cutoff)
     files = 0
     for task_id in deleted:
@@ -64,9 +68,14 @@ def purge(settings: Settings, store: StatusStore) -> PurgeReport:
         files += _unlink_old("*.pdf", settings.reports_dir, now - settings.retention_seconds)
         # Temporary files of jobs killed mid-write; no live job is that old.
         files += _unlink_old(".*.tmp", settings.reports_dir, now - 2 * settings.task_time_limit)
-    if deleted or files:
-        log.info("retention: deleted %d jobs and %d files", len(deleted), files)
-    return PurgeReport(rows=len(deleted), files=files)
+    if deleted or files or keys:
+        log.info(
+            "retention: deleted %d jobs, %d files and %d idempotency keys",
+            len(deleted),
+            files,
+            keys,
+        )
+    return PurgeReport(rows=len(deleted), files=files, keys=keys)
 
 
 def sweep_status_files(settings: Settings) -> int:

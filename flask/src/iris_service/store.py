@@ -5,7 +5,7 @@ time). Next to it ``iris_jobs`` records what Celery does not: when a job was
 submitted, its inputs, and how many times a worker has started it (the bound on
 redelivery of a job that kills its worker). The web app writes both rows in one
 transaction *before* publishing, so a queued job is visible and an unknown id
-is a 404.
+is a 404. ``iris_idempotency_keys`` maps a client's Idempotency-Key to its job.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 TASKMETA: Table = CeleryTaskMeta.__table__
 metadata = MetaData()
@@ -327,6 +327,108 @@ class StatusStore:
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(select(1))
+
+
+# ---------------------------------------------------------------------------
+# Idempotency keys (issue 14 part B): POST /flask/predict with an
+# Idempotency-Key header. A key's row is written in the same transaction as the
+# job's PENDING rows, so the primary key lets exactly one concurrent submit of
+# a key record a job; the others read the row and answer that job.
+# ---------------------------------------------------------------------------
+
+IDEMPOTENCY_KEYS = Table(
+    "iris_idempotency_keys",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    # SHA-256 of the validated measurements (idempotency.body_sha256).
+    Column("body_sha256", String(64), nullable=False),
+    Column("task_id", String(36), nullable=False),
+    # The job's submit time: the key expires with the job (retention.purge).
+    Column("created_at", DateTime, nullable=False, index=True),
+    # Null while the request holding the key has not had the broker's publish
+    # confirm: until then the job may still be discarded (a 503), so repeats wait.
+    Column("confirmed_at", DateTime, nullable=True),
+)
+_INSERT_KEY = insert(IDEMPOTENCY_KEYS)
+_GET_KEY = select(IDEMPOTENCY_KEYS).where(IDEMPOTENCY_KEYS.c.key == bindparam("key"))
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """The job an Idempotency-Key names, and the body it was first sent with."""
+
+    key: str
+    body_sha256: str
+    task_id: str
+    created_at: datetime
+    confirmed_at: datetime | None
+
+
+def _key_from_row(row: Any) -> IdempotencyKey:
+    return IdempotencyKey(row.key, row.body_sha256, row.task_id, row.created_at, row.confirmed_at)
+
+
+def create_pending_with_key(
+    store: StatusStore, task_id: str, inputs: dict[str, float], key: str, body_sha256: str
+) -> IdempotencyKey | None:
+    """Record ``key`` and the job as PENDING in one transaction, as create_pending does.
+
+    Returns the key's row: naming ``task_id`` when this call recorded the job,
+    another job's id when the key was taken first (then nothing is written), or
+    None when the key was taken but freed again before it could be read (the
+    request holding it failed). The key's INSERT comes first, so the transaction
+    takes SQLite's write lock at once and waits for it under the busy timeout;
+    a concurrent claim of the same key then fails on the primary key.
+    """
+    now = utcnow()
+    job = {"task_id": task_id, "submitted_at": now, "inputs": json.dumps(inputs), "attempts": 0}
+    claim = {"key": key, "body_sha256": body_sha256, "task_id": task_id, "created_at": now}
+    try:
+        with store._tx() as conn:
+            conn.execute(_INSERT_KEY, {**claim, "confirmed_at": None})
+            conn.execute(_INSERT_JOB, job)
+            conn.execute(_INSERT_META, {"task_id": task_id, "status": "PENDING", "date_done": None})
+    except IntegrityError:
+        return get_idempotency_key(store, key)
+    store.listener.published(JobStatus(task_id, "PENDING", now, None, None, attempts=0, job_id=0))
+    return IdempotencyKey(key, body_sha256, task_id, now, None)
+
+
+def get_idempotency_key(store: StatusStore, key: str) -> IdempotencyKey | None:
+    with store.engine.connect() as conn:
+        row = conn.execute(_GET_KEY, {"key": key}).first()
+    return None if row is None else _key_from_row(row)
+
+
+def confirm_idempotency_key(store: StatusStore, key: str, task_id: str) -> None:
+    """Mark the key's job as published: repeats may answer it from now on."""
+    keys = IDEMPOTENCY_KEYS.c
+    with store._tx() as conn:
+        conn.execute(
+            update(IDEMPOTENCY_KEYS)
+            .where(keys.key == key, keys.task_id == task_id)
+            .values(confirmed_at=utcnow())
+        )
+
+
+def release_idempotency_key(store: StatusStore, key: str, task_id: str) -> None:
+    """Free ``key`` if it still names ``task_id`` (whose publish failed), so a retry can succeed."""
+    keys = IDEMPOTENCY_KEYS.c
+    with store._tx() as conn:
+        conn.execute(delete(IDEMPOTENCY_KEYS).where(keys.key == key, keys.task_id == task_id))
+
+
+def purge_idempotency_keys_before(store: StatusStore, cutoff: datetime) -> int:
+    """Delete the keys of jobs submitted before ``cutoff``; return how many.
+
+    Run before the jobs' purge, so that a key never outlives its job: a repeat
+    after the purge records a new job instead of naming a deleted one.
+    """
+    with store._tx() as conn:
+        result = conn.execute(
+            delete(IDEMPOTENCY_KEYS).where(IDEMPOTENCY_KEYS.c.created_at < cutoff)
+        )
+    return int(result.rowcount)
 
 
 @click.command("init-db")

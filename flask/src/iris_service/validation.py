@@ -34,6 +34,11 @@ TASK_ID_RE = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
 
+# An Idempotency-Key header as the README documents it: 1-128 visible ASCII
+# characters (no spaces, no control or non-ASCII characters), so a key is
+# stored, compared and logged as the client wrote it.
+IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,128}")
+
 # A number as a person writes it: optional sign, digits with at most one
 # decimal point (".5" and "5." included), optional exponent. ASCII digits only.
 _DECIMAL_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
@@ -210,3 +215,8 @@ def is_task_id(value: str) -> bool:
     reads upper case.
     """
     return UUID_RE.fullmatch(value) is not None
+
+
+def is_idempotency_key(value: str) -> bool:
+    """True for a valid Idempotency-Key header value (1-128 visible ASCII characters)."""
+    return IDEMPOTENCY_KEY_RE.fullmatch(value) is not None

@@ -17,7 +17,7 @@ from kombu.connection import Connection
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import probability_png, reports
+from . import idempotency, probability_png, reports
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .errors import ApiError, unavailable
@@ -87,8 +87,14 @@ def predict() -> Response:
     values = _parse_body().model_dump()
     task_id = str(uuid.uuid4())
     store = _store()
+    # Issue 14 part B: Idempotency-Key (idempotency.py). None without the header.
+    key = idempotency.key_of(request.headers)
     try:
-        store.create_pending(task_id, values)
+        if key is None:
+            store.create_pending(task_id, values)
+        # Part B: the key's row joins the PENDING transaction, or a repeat is answered.
+        elif (answer := idempotency.claim(store, key, task_id, values)) is not None:
+            return answer
     except SQLAlchemyError:
         log.exception("could not record job %s", task_id)
         return unavailable("the result backend is unavailable; try again later")
@@ -99,12 +105,16 @@ def predict() -> Response:
             PREDICT_TASK, args=[values], task_id=task_id, argsrepr=repr([values]), kwargsrepr="{}"
         )
     except (BrokerError, MessageNacked, OSError) as exc:
+        if key is not None:  # part B: free the key first, so a retry can succeed
+            idempotency.publish_failed(store, key, task_id)
         store.discard(task_id)
         nacked = isinstance(exc, MessageNacked) or isinstance(exc.__cause__, MessageNacked)
         log.warning("publish of %s refused: %r", task_id, exc)
         if nacked:
             return unavailable("the queue is full; try again later")
         return unavailable("the message broker is unreachable; try again later")
+    if key is not None:  # part B: repeats of the key may answer this job from now on
+        idempotency.published(store, key, task_id)
 
     status_url = url_for("api.status", task_id=task_id)
     response = jsonify(
