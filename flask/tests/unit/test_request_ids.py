@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from pydantic import ValidationError
 
 from iris_service import logs
+from iris_service.config import GunicornSettings, Settings
 
 from support.samples import SETOSA
 
@@ -199,3 +201,14 @@ def test_a_submit_sends_the_id_with_the_task_and_logs_both(
         if rec.name == "iris_service.views" and rec.getMessage() == "job queued"
     ]
     assert queued == [("submit-1", task_id)]
+
+
+def test_log_format_is_read_by_the_app_and_gunicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    assert GunicornSettings().log_format == "json"
+    assert Settings().log_format == "json"
+    monkeypatch.setenv("LOG_FORMAT", "yaml")
+    with pytest.raises(ValidationError, match="LOG_FORMAT"):
+        GunicornSettings()
+    monkeypatch.delenv("LOG_FORMAT")
+    assert GunicornSettings().log_format == "text"
