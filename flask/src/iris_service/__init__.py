@@ -6,30 +6,19 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import logs
 from . import store as store_module
 from .celery_app import celery_config, celery_init_app
 from .config import Settings, load_settings, status_dir
 from .errors import register_error_handlers
 from .status_files import StatusFiles
 from .store import StatusStore, init_schema
-
-
-def _configure_logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        # One line per event on stdout: what containers and log files want.
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 def _no_store(response: Response) -> Response:
@@ -56,8 +45,10 @@ def create_app(
     test_config: Mapping[str, Any] | None = None, settings: Settings | None = None
 ) -> Flask:
     settings = settings or load_settings()
-    _configure_logging(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     app = _IrisFlask(__name__)
+    # First of the request hooks, so that whatever the others log carries the id.
+    logs.init_app(app)
     app.config.from_mapping(
         MAX_CONTENT_LENGTH=settings.max_content_length,
         CELERY=celery_config(settings),

@@ -89,6 +89,12 @@ class _Logged(_FromEnvironment):
         validation_alias="LOG_LEVEL",
         description="Log level of the app, worker and gunicorn",
     )
+    # issue 14 part E: read by gunicorn's master too (GunicornSettings), hence here.
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        validation_alias="LOG_FORMAT",
+        description="text: human-readable lines; json: one JSON object per line (logs.py)",
+    )
 
 
 class RabbitMQSettings(_FromEnvironment):

@@ -4,6 +4,7 @@ The values that vary come from the environment through config.GunicornSettings,
 read here in gunicorn's master before the app loads; the rest are fixed.
 """
 
+from iris_service import logs
 from iris_service.config import GunicornSettings
 
 _conf = GunicornSettings()
@@ -27,6 +28,14 @@ limit_request_line = 8190
 # A unix socket is reached by nginx's workers, which may run as another user.
 umask = 0o007 if _conf.socket_private else 0
 accesslog = "-" if _conf.access_log else None
+# gunicorn's default, and the request id (set by nginx, else by the app) to grep for.
+access_log_format = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" rid=%({x-request-id}o)s'
+)
 errorlog = "-"
 loglevel = _conf.log_level.lower()
+if _conf.log_format == "json":
+    # gunicorn's own lines (start, workers booted and exited) in the app's JSON
+    # too; in text mode they keep gunicorn's format.
+    logconfig_dict = logs.gunicorn_logconfig(_conf.log_level, _conf.log_format)
 proc_name = "iris-web"

@@ -48,6 +48,10 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
             "the worker died each time it ran this job"
         )
 
+    # In the pool process, with the job's request id (worker.py): a grep for the
+    # id finds this line even when the job never ends.
+    logger.info("job started, attempt %d", attempt.number)
+
     # Re-check the world: the message may not come from our web app.
     measurements = Measurements.model_validate(features, strict=True)
     if settings.test_hooks:

@@ -17,7 +17,7 @@ from kombu.connection import Connection
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import idempotency, probability_png, reports
+from . import idempotency, logs, probability_png, reports
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .errors import ApiError, unavailable
@@ -102,7 +102,13 @@ def predict() -> Response:
         # The reprs Celery logs and shows in monitors, given here: deriving them
         # (saferepr) was a sixth of a submit's CPU.
         _celery().send_task(
-            PREDICT_TASK, args=[values], task_id=task_id, argsrepr=repr([values]), kwargsrepr="{}"
+            PREDICT_TASK,
+            args=[values],
+            task_id=task_id,
+            argsrepr=repr([values]),
+            kwargsrepr="{}",
+            # The worker logs its lines of this job with the request's id (logs.py).
+            headers={logs.TASK_HEADER: logs.current().request_id},
         )
     except (BrokerError, MessageNacked, OSError) as exc:
         if key is not None:  # part B: free the key first, so a retry can succeed
@@ -115,6 +121,7 @@ def predict() -> Response:
         return unavailable("the message broker is unreachable; try again later")
     if key is not None:  # part B: repeats of the key may answer this job from now on
         idempotency.published(store, key, task_id)
+    log.info("job queued", extra={"task_id": task_id})
 
     status_url = url_for("api.status", task_id=task_id)
     response = jsonify(

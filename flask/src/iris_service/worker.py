@@ -2,12 +2,25 @@
 
 The worker registers the tasks (the web app only publishes them by name), adds
 the retention bootstep, and prepares the model and the report's static parts
-before its pool forks.
+before its pool forks. Its logging is ours (logs.py), not Celery's: every
+line of the job carries its request and task ids, in the same format as the
+web app's.
 """
 
-from celery.signals import worker_init, worker_process_init
+import logging
 
-from . import create_app, report, tasks
+from celery import Task
+from celery.apps.worker import Worker
+from celery.signals import (
+    celeryd_after_setup,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+)
+
+from . import create_app, logs, report, tasks
 from .model import get_model
 from .retention import retention_step
 
@@ -30,3 +43,33 @@ def _prepare_report(**_: object) -> None:
 def _load_model(**_: object) -> None:
     # Load the model in each pool process as it starts, not on its first job.
     get_model(settings.model_path)
+
+
+@setup_logging.connect  # type: ignore[untyped-decorator]
+def _keep_our_logging(**_: object) -> None:
+    # Connected, this signal tells Celery to leave logging alone (create_app
+    # configured it): otherwise it gives the task loggers a handler and a
+    # format of their own, which would neither carry the ids nor be JSON.
+    logs.configure(settings.log_level, settings.log_format)
+
+
+@celeryd_after_setup.connect  # type: ignore[untyped-decorator]
+def _banner_as_one_record(instance: Worker, **_: object) -> None:
+    # Celery prints its banner as a dozen plain lines on stdout; in JSON mode
+    # the same text goes out as one record, so that every line is JSON.
+    if settings.log_format == "json":
+        logging.getLogger(__name__).info("%s", instance.startup_info(artlines=False))
+        instance.quiet = True
+
+
+@task_prerun.connect  # type: ignore[untyped-decorator]
+def _bind_task_ids(task_id: str, task: Task, **_: object) -> None:
+    # The message may not come from our web app: an id that is not well formed is dropped.
+    given = task.request.get(logs.TASK_HEADER)
+    logs.bind(given if logs.well_formed(given) else None, task_id)
+
+
+@task_postrun.connect  # type: ignore[untyped-decorator]
+def _clear_task_ids(**_: object) -> None:
+    # Celery's own "Task … succeeded" line comes before this signal, with the ids.
+    logs.clear()
