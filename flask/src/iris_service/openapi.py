@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .status_body import CANCELLED_BY_RE
 from .store import TASK_STATES as _STATES
 from .validation import IDEMPOTENCY_KEY_RE, TASK_ID_RE, Measurements
 
@@ -103,7 +104,16 @@ def _schemas() -> dict[str, Any]:
         },
         "Status": {
             "type": "object",
-            "required": ["task_id", "state", "progress", "stage", "result", "error"],
+            "required": [
+                "task_id",
+                "state",
+                "progress",
+                "stage",
+                "result",
+                "error",
+                "retry_of",
+                "cancelled",
+            ],
             "properties": {
                 "task_id": {"type": "string", "format": "uuid"},
                 "state": {"enum": TASK_STATES},
@@ -124,7 +134,36 @@ def _schemas() -> dict[str, Any]:
                 "error": {"type": ["string", "null"]},
                 "submitted_at": _NULLABLE_TIME,
                 "finished_at": _NULLABLE_TIME,
+                "retry_of": {
+                    "type": ["string", "null"],
+                    "description": "the task this one submitted again (POST .../retry)",
+                },
+                "cancelled": {
+                    "type": ["object", "null"],
+                    "description": "who cancelled the task and when (POST .../cancel)",
+                    "required": ["at", "by"],
+                    "properties": {
+                        "at": {"type": "string", "format": "date-time"},
+                        "by": {"type": "string"},
+                    },
+                },
             },
+        },
+        "CancelRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "by": {
+                    "type": "string",
+                    "pattern": f"^{CANCELLED_BY_RE.pattern}$",
+                    "description": 'who cancels; default: the X-Request-ID header, else "api"',
+                }
+            },
+        },
+        "Conflict": {
+            "type": "object",
+            "required": ["error", "state"],
+            "properties": {"error": {"type": "string"}, "state": {"enum": TASK_STATES}},
         },
         "TaskList": {
             "type": "object",
@@ -275,6 +314,47 @@ def openapi_document() -> dict[str, Any]:
                         "200": _json(_ref("TaskList"), "a page of jobs"),
                         "400": _error("bad paging or filter"),
                         "401": _error("TASKS_API_TOKEN is set and the bearer token is wrong"),
+                    },
+                }
+            },
+            "/flask/tasks/{task_id}/cancel": {
+                "post": {
+                    "summary": "Cancel a task that has not finished",
+                    "description": "The task becomes REVOKED: a queued one never runs, a "
+                    "running one stops at its next safe point (or its time limit) and keeps "
+                    "no PDF, and it never ends SUCCESS.",
+                    "parameters": [_TASK_ID],
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": _ref("CancelRequest")}},
+                    },
+                    "responses": {
+                        "202": _json(_ref("Status"), "cancelled: the task's status"),
+                        "400": _error("malformed task id or body"),
+                        "404": _error("no job with this id"),
+                        "409": _json(_ref("Conflict"), "the task has already finished"),
+                        "415": _error("a body that is not JSON"),
+                    },
+                }
+            },
+            "/flask/tasks/{task_id}/retry": {
+                "post": {
+                    "summary": "Submit a failed or cancelled task again, as a new task",
+                    "description": "The new task has the same measurements and its status "
+                    "names the original in retry_of.",
+                    "parameters": [_TASK_ID],
+                    "responses": {
+                        "202": _json(
+                            _ref("Accepted"),
+                            "queued as a new task",
+                            Location={"schema": {"type": "string"}},
+                        ),
+                        "400": _error("malformed task id"),
+                        "404": _error("no job with this id"),
+                        "409": _json(_ref("Conflict"), "the task is not FAILURE or REVOKED"),
+                        "503": _json(
+                            _ref("Error"), "broker unreachable or queue full", **_RETRY_AFTER
+                        ),
                     },
                 }
             },

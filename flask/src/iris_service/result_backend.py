@@ -4,10 +4,10 @@ The stock ``DatabaseBackend`` writes a state through the ORM: a SELECT, a
 locking re-SELECT, an UPDATE and a commit, and a job writes three states; that
 was over half of a job's time in the worker (docs/performance.md). This
 subclass keeps the same table, the same JSON encoding and the same rule
-(nothing overwrites SUCCESS), and does it in one UPDATE (an INSERT only for a
-job the web app never recorded). Reads are inherited unchanged. The same
-transaction reads the row back, and the job's status file is written from it
-once committed (status_files.py).
+(nothing overwrites SUCCESS; here nothing overwrites a cancel either), and
+does it in one UPDATE (an INSERT only for a job the web app never recorded).
+Reads are inherited unchanged. The same transaction reads the row back, and
+the job's status file is written from it once committed (status_files.py).
 """
 
 from __future__ import annotations
@@ -20,21 +20,39 @@ from typing import Any
 from celery import states
 from celery.backends.database import DatabaseBackend
 from kombu.utils.encoding import ensure_bytes
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import BindParameter, Engine, bindparam, insert, select, update
 
 from .status_files import StatusFiles
 from .store import TASKMETA, NoListener, StatusListener, make_engine, read_status
 
 # Built once (see store.py): the bind names differ from the columns they set.
+_NEW_VALUES: dict[str, BindParameter[Any]] = {
+    "status": bindparam("new_status"),
+    "result": bindparam("new_result"),
+    "traceback": bindparam("new_traceback"),
+    "date_done": bindparam("new_date_done"),
+}
+# SUCCESS is final, and so is a cancel (REVOKED): a worker that held the job's
+# message when it was cancelled, or got it redelivered, writes nothing over it.
+# A FAILURE may still become SUCCESS (a redelivered job that then succeeds).
 _UPDATE_STATE = (
     update(TASKMETA)
-    .where(TASKMETA.c.task_id == bindparam("job"), TASKMETA.c.status != "SUCCESS")
-    .values(
-        status=bindparam("new_status"),
-        result=bindparam("new_result"),
-        traceback=bindparam("new_traceback"),
-        date_done=bindparam("new_date_done"),
+    .where(
+        TASKMETA.c.task_id == bindparam("job"),
+        TASKMETA.c.status.not_in((states.SUCCESS, states.REVOKED)),
     )
+    .values(_NEW_VALUES)
+)
+# Celery writes REVOKED itself when a worker drops a message it was told to
+# revoke: that never replaces a finished job's state, nor the time and author
+# of the API's cancel (the row is already REVOKED then, and left alone).
+_UPDATE_REVOKED = (
+    update(TASKMETA)
+    .where(
+        TASKMETA.c.task_id == bindparam("job"),
+        TASKMETA.c.status.not_in(states.READY_STATES),
+    )
+    .values(_NEW_VALUES)
 )
 log = logging.getLogger(__name__)
 
@@ -93,12 +111,13 @@ class SQLResultBackend(DatabaseBackend):  # type: ignore[misc]
             "date_done": _completed_at(result, state) or meta["date_done"],
         }
         with self._writer().begin() as conn:
+            statement = _UPDATE_REVOKED if state == states.REVOKED else _UPDATE_STATE
             updated = conn.execute(
-                _UPDATE_STATE, {"job": task_id, **{f"new_{k}": v for k, v in values.items()}}
+                statement, {"job": task_id, **{f"new_{k}": v for k, v in values.items()}}
             ).rowcount
             if not updated and conn.execute(_FIND, {"job": task_id}).first() is None:
                 conn.execute(insert(TASKMETA).values(task_id=task_id, **values))
-            # The row as committed: a SUCCESS this write did not overwrite stays.
+            # The row as committed: a SUCCESS or REVOKED this write did not overwrite stays.
             job = read_status(conn, task_id)
         if job is not None:
             self._listener.published(job)

@@ -8,13 +8,26 @@ both go through :func:`encode` here. The contract is in docs/architecture.md.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
 from . import reports
 from .store import JobStatus
 
-_STAGES = {"PENDING": "queued", "STARTED": "started", "SUCCESS": "done", "FAILURE": "failed"}
+_STAGES = {
+    "PENDING": "queued",
+    "STARTED": "started",
+    "SUCCESS": "done",
+    "FAILURE": "failed",
+    "REVOKED": "cancelled",
+}
+# What "cancelled.by" may hold: the client's own words, kept short and printable
+# (it is shown in the web UI and in logs).
+CANCELLED_BY_RE = re.compile(r"[ -~]{1,64}")
+# Who cancelled a job that Celery revoked outside this API (a worker told by
+# ``celery control revoke`` or Flower drops its message and writes REVOKED).
+REVOKED_BY_CELERY = "celery"
 
 
 def iso(value: datetime | None) -> str | None:
@@ -26,7 +39,7 @@ def _progress(job: JobStatus) -> tuple[float, str]:
     meta = job.result if isinstance(job.result, dict) else {}
     if job.state == "PROGRESS":
         return float(meta.get("progress", 0.0)), str(meta.get("stage", "working"))
-    if job.state in ("SUCCESS", "FAILURE"):
+    if job.state in ("SUCCESS", "FAILURE", "REVOKED"):
         return 1.0, _STAGES[job.state]
     if job.state == "STARTED":
         return 0.1, _STAGES["STARTED"]
@@ -56,6 +69,14 @@ def _public_result(job: JobStatus) -> dict[str, Any] | None:
     }
 
 
+def _cancelled(job: JobStatus) -> dict[str, Any] | None:
+    if job.cancelled_at is not None:
+        return {"at": iso(job.cancelled_at), "by": job.cancelled_by or "api"}
+    if job.state == "REVOKED":
+        return {"at": iso(job.finished_at), "by": REVOKED_BY_CELERY}
+    return None
+
+
 def status_body(job: JobStatus) -> dict[str, Any]:
     """The body of ``GET /flask/status/<id>``."""
     progress, stage = _progress(job)
@@ -68,6 +89,8 @@ def status_body(job: JobStatus) -> dict[str, Any]:
         "error": _error(job),
         "submitted_at": iso(job.submitted_at),
         "finished_at": iso(job.finished_at),
+        "retry_of": job.retry_of,
+        "cancelled": _cancelled(job),
     }
 
 

@@ -2,10 +2,16 @@
 
 Celery's database backend owns ``celery_taskmeta`` (state, JSON result, finish
 time). Next to it ``iris_jobs`` records what Celery does not: when a job was
-submitted, its inputs, and how many times a worker has started it (the bound on
-redelivery of a job that kills its worker). The web app writes both rows in one
-transaction *before* publishing, so a queued job is visible and an unknown id
-is a 404. ``iris_idempotency_keys`` maps a client's Idempotency-Key to its job.
+submitted, its inputs, how many times a worker has started it (the bound on
+redelivery of a job that kills its worker), the job it retries, and who
+cancelled it and when. The web app writes both rows in one transaction
+*before* publishing, so a queued job is visible and an unknown id is a 404.
+``iris_idempotency_keys`` maps a client's Idempotency-Key to its job.
+
+A cancel is a state written here, not a message: REVOKED is a ready state that
+no later write replaces (the task, the result backend and ``begin_attempt``
+all refuse to), so a cancelled job never ends SUCCESS, whichever worker holds
+its message or gets it redelivered.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    inspect,
+    or_,
     select,
     update,
 )
@@ -56,11 +64,16 @@ JOBS = Table(
     Column("submitted_at", DateTime, nullable=False, index=True),
     Column("inputs", Text, nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
+    # Added after the first release: init_schema adds them to an older table.
+    Column("retry_of", String(36), nullable=True),
+    Column("cancelled_at", DateTime, nullable=True),
+    Column("cancelled_by", String(64), nullable=True),
     sqlite_autoincrement=True,
 )
 
-# The states a job shows through the API, in the order it passes them.
-TASK_STATES = ("PENDING", "STARTED", "PROGRESS", "SUCCESS", "FAILURE")
+# The states a job shows through the API, in the order it passes them
+# (REVOKED, Celery's name for a cancelled job, ends it instead of the last two).
+TASK_STATES = ("PENDING", "STARTED", "PROGRESS", "SUCCESS", "FAILURE", "REVOKED")
 
 # The hot statements, built once with bind parameters: building a statement
 # per call cost more CPU than running it (SQLAlchemy caches the compiled form
@@ -70,6 +83,9 @@ _SELECT_STATUS = select(
     JOBS.c.task_id,
     JOBS.c.submitted_at,
     JOBS.c.attempts,
+    JOBS.c.retry_of,
+    JOBS.c.cancelled_at,
+    JOBS.c.cancelled_by,
     TASKMETA.c.status,
     TASKMETA.c.result,
     TASKMETA.c.date_done,
@@ -91,6 +107,23 @@ _MARK_STARTED = (
     )
     .values(status="STARTED", date_done=bindparam("now"))
 )
+# The cancel's first statement is this write, so its transaction takes
+# SQLite's write lock at once (see configure_sqlite).
+_REVOKE = (
+    update(TASKMETA)
+    .where(
+        TASKMETA.c.task_id == bindparam("job"),
+        or_(TASKMETA.c.status.is_(None), TASKMETA.c.status.not_in(states.READY_STATES)),
+    )
+    .values(status=states.REVOKED, date_done=bindparam("now"))
+)
+_MARK_CANCELLED = (
+    update(JOBS)
+    .where(JOBS.c.task_id == bindparam("job"))
+    .values(cancelled_at=bindparam("now"), cancelled_by=bindparam("by"))
+)
+_GET_STATE = select(TASKMETA.c.status).where(TASKMETA.c.task_id == bindparam("task_id"))
+_GET_INPUTS = select(JOBS.c.inputs).where(JOBS.c.task_id == bindparam("task_id"))
 
 
 def utcnow() -> datetime:
@@ -134,27 +167,57 @@ def make_engine(url: str, *, immediate: bool, busy_timeout_ms: int) -> Engine:
     return engine
 
 
+def _create_all(engine: Engine) -> None:
+    ResultModelBase.metadata.create_all(engine)
+    metadata.create_all(engine)
+    _add_missing_columns(engine)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the columns of ``iris_jobs`` that a database made by an older release lacks.
+
+    ``create_all`` creates missing tables only. The new columns are nullable
+    with no default, so ``ALTER TABLE ... ADD COLUMN`` is all a migration
+    needs; another process adding the same column first is not an error.
+    """
+    present = {column["name"] for column in inspect(engine).get_columns(JOBS.name)}
+    quote = engine.dialect.identifier_preparer.quote
+    for column in JOBS.columns:
+        if column.name in present:
+            continue
+        kind = column.type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {quote(JOBS.name)} ADD COLUMN {quote(column.name)} {kind}"
+                )
+        except OperationalError as exc:
+            if "duplicate column" not in str(exc):
+                raise
+
+
 def init_schema(engine: Engine) -> None:
-    """Create Celery's tables and ours; safe when several processes race to do it."""
+    """Create Celery's tables and ours, or add our new columns to an older database;
+    safe when several processes race to do it."""
     for attempt in range(5):
         try:
-            ResultModelBase.metadata.create_all(engine)
-            metadata.create_all(engine)
+            _create_all(engine)
             return
         except OperationalError as exc:
             if "already exists" not in str(exc) and "locked" not in str(exc):
                 raise
             time.sleep(0.05 * (attempt + 1))
-    ResultModelBase.metadata.create_all(engine)
-    metadata.create_all(engine)
+    _create_all(engine)
 
 
 @dataclass(frozen=True)
 class Attempt:
-    """One start of a job by a worker: its number (1 for the first) and the submit time."""
+    """One start of a job by a worker: its number (1 for the first), the submit time,
+    and the job's state once the start is recorded (REVOKED: it was cancelled)."""
 
     number: int
     submitted_at: datetime
+    state: str = "STARTED"
 
 
 @dataclass(frozen=True)
@@ -166,6 +229,9 @@ class JobStatus:
     result: Any
     attempts: int
     job_id: int
+    retry_of: str | None = None
+    cancelled_at: datetime | None = None
+    cancelled_by: str | None = None
 
 
 def _decode(raw: bytes | str | None) -> Any:
@@ -188,6 +254,9 @@ def _status_from_row(row: Any) -> JobStatus:
         result=_decode(row.result),
         attempts=row.attempts,
         job_id=row.id,
+        retry_of=row.retry_of,
+        cancelled_at=row.cancelled_at,
+        cancelled_by=row.cancelled_by,
     )
 
 
@@ -231,17 +300,63 @@ class StatusStore:
         with self.engine.begin() as conn:
             yield conn
 
-    def create_pending(self, task_id: str, inputs: dict[str, float]) -> datetime:
-        """Record a job as PENDING; must commit before its message is published."""
+    def create_pending(
+        self, task_id: str, inputs: dict[str, float], *, retry_of: str | None = None
+    ) -> datetime:
+        """Record a job as PENDING; must commit before its message is published.
+
+        ``retry_of`` names the job this one submits again (POST .../retry).
+        """
         now = utcnow()
-        job = {"task_id": task_id, "submitted_at": now, "inputs": json.dumps(inputs), "attempts": 0}
+        job = {
+            "task_id": task_id,
+            "submitted_at": now,
+            "inputs": json.dumps(inputs),
+            "attempts": 0,
+            "retry_of": retry_of,
+        }
         with self._tx() as conn:
             conn.execute(_INSERT_JOB, job)
             conn.execute(_INSERT_META, {"task_id": task_id, "status": "PENDING", "date_done": None})
         self.listener.published(
-            JobStatus(task_id, "PENDING", now, None, None, attempts=0, job_id=0)
+            JobStatus(task_id, "PENDING", now, None, None, attempts=0, job_id=0, retry_of=retry_of)
         )
         return now
+
+    def cancel(self, task_id: str, by: str) -> tuple[JobStatus | None, bool]:
+        """Make a job that has not finished REVOKED, recording who cancelled it and when.
+
+        Returns the job as committed (None if unknown) and whether this call
+        cancelled it; a finished job (SUCCESS, FAILURE, REVOKED) is left as it is.
+        """
+        now = utcnow()
+        with self._tx() as conn:
+            revoked = conn.execute(_REVOKE, {"job": task_id, "now": now}).rowcount > 0
+            job = read_status(conn, task_id)
+            if not revoked and job is not None and job.state == "PENDING":
+                # No Celery row yet (read as PENDING): the job was never started.
+                meta = {"task_id": task_id, "status": states.REVOKED, "date_done": now}
+                conn.execute(_INSERT_META, meta)
+                revoked = True
+            if revoked:
+                conn.execute(_MARK_CANCELLED, {"job": task_id, "now": now, "by": by})
+                job = read_status(conn, task_id)
+        if revoked and job is not None:
+            self.listener.published(job)
+        return job, revoked
+
+    def state_of(self, task_id: str) -> str | None:
+        """The job's state alone (None if unknown): the task's check for a cancel."""
+        with self.engine.connect() as conn:
+            state: str | None = conn.execute(_GET_STATE, {"task_id": task_id}).scalar()
+        return state
+
+    def inputs_of(self, task_id: str) -> dict[str, Any] | None:
+        """The measurements a job was submitted with (None if unknown or unreadable)."""
+        with self.engine.connect() as conn:
+            raw = conn.execute(_GET_INPUTS, {"task_id": task_id}).scalar()
+        inputs = _decode(raw)
+        return inputs if isinstance(inputs, dict) else None
 
     def discard(self, task_id: str) -> None:
         """Forget a job whose message could not be published (the client got a 503)."""
@@ -274,7 +389,8 @@ class StatusStore:
 
         This is also the job's STARTED write (Celery's ``task_track_started`` is
         off): one transaction instead of two, and no ORM round trip. A finished
-        job is never moved back to STARTED.
+        job is never moved back to STARTED; the attempt carries its state, so
+        the task sees a cancelled (REVOKED) job and does not run it.
         """
         with self._tx() as conn:
             row = conn.execute(_COUNT_ATTEMPT, {"job": task_id}).first()
@@ -285,7 +401,8 @@ class StatusStore:
             job = read_status(conn, task_id)
         if job is not None:
             self.listener.published(job)
-        return Attempt(number=int(row[0]), submitted_at=row[1])
+        state = "STARTED" if job is None else job.state
+        return Attempt(number=int(row[0]), submitted_at=row[1], state=state)
 
     def purge_submitted_before(self, cutoff: datetime, batch: int = 500) -> tuple[str, ...]:
         """Delete jobs submitted before ``cutoff`` (both tables); return their task ids.

@@ -3,6 +3,12 @@
 The task is idempotent: it is named by its task id, its PDF is written to a
 temporary file and renamed into place, and Celery's backend ignores writes
 after SUCCESS, so a redelivered job cannot leave two reports or two answers.
+
+A job can be cancelled (REVOKED) at any time by the web app. The task looks at
+the job's state at its safe points: when it starts, before it writes the PDF
+and after; a cancelled job stops there with no result and no PDF. The backend
+refuses to write over REVOKED, so even a run that passed its last check cannot
+turn a cancelled job into SUCCESS (the web app removes such a run's PDF).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from celery import Celery, Task
+from celery import Celery, Task, states
 from celery.exceptions import Ignore
 from celery.utils.log import get_task_logger
 from flask import current_app
@@ -32,6 +38,16 @@ class PoisonJobError(RuntimeError):
     """A job that has started too often: each start killed its worker."""
 
 
+def _stop_if_cancelled(store: StatusStore, settings: Settings, task_id: str) -> None:
+    """A safe point: end the run, removing its PDF if any, when the job was cancelled."""
+    if store.state_of(task_id) != states.REVOKED:
+        return
+    reports.path(settings.reports_dir, task_id).unlink(missing_ok=True)
+    logger.info("job %s was cancelled while it ran; stopping", task_id)
+    # Ignore: Celery records no state (the job stays REVOKED) and acknowledges the message.
+    raise Ignore()
+
+
 def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
     settings: Settings = current_app.extensions["iris_settings"]
     store: StatusStore = current_app.extensions["iris_store"]
@@ -41,6 +57,10 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
     if attempt is None:
         # Its submit was refused (503) or its record has expired: nothing to do.
         logger.warning("job %s has no record; dropping it", task_id)
+        raise Ignore()
+    if attempt.state == states.REVOKED:
+        # Cancelled while queued, or while an earlier run held the message.
+        logger.info("job %s was cancelled; not running it", task_id)
         raise Ignore()
     if attempt.number > settings.max_attempts:
         raise PoisonJobError(
@@ -61,8 +81,10 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
     model = get_model(settings.model_path)
     prediction = model.predict(values)
     task.update_state(state="PROGRESS", meta={"stage": "writing report", "progress": 0.6})
+    _stop_if_cancelled(store, settings, task_id)
     completed = datetime.now(UTC)
     write_report(settings, model, task_id, values, prediction, attempt.submitted_at, completed)
+    _stop_if_cancelled(store, settings, task_id)
     return {
         "label": prediction.label,
         "probabilities": prediction.probabilities,

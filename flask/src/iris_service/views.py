@@ -15,6 +15,7 @@ from celery import Celery
 from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
 from kombu.connection import Connection
 from kombu.exceptions import OperationalError as BrokerError
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import idempotency, logs, probability_png, reports
@@ -23,7 +24,7 @@ from .config import Settings
 from .errors import ApiError, unavailable
 from .model import get_model
 from .openapi import openapi_document
-from .status_body import encode, iso, status_body
+from .status_body import CANCELLED_BY_RE, encode, iso, status_body
 from .store import TASK_STATES, JobStatus, StatusStore
 from .validation import (
     MalformedBodyError,
@@ -36,6 +37,9 @@ from .validation import (
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/flask")
+
+# The states POST /flask/tasks/<id>/retry submits again.
+_RETRYABLE = ("FAILURE", "REVOKED")
 
 # multipart/form-data is refused (415) as the README and the message say: a
 # form of four numbers has no files, and multipart is one more parser to trust.
@@ -85,13 +89,18 @@ def _parse_body() -> Measurements:
 def predict() -> Response:
     # Bad measurements raise InvalidInputError: errors.py answers it with a 400.
     values = _parse_body().model_dump()
+    return _submit(values)
+
+
+def _submit(values: dict[str, float], retry_of: str | None = None) -> Response:
+    """Record a new job, publish it, and answer 202 (or 503): a submit and a retry alike."""
     task_id = str(uuid.uuid4())
     store = _store()
-    # Issue 14 part B: Idempotency-Key (idempotency.py). None without the header.
-    key = idempotency.key_of(request.headers)
+    # Issue 14 part B: Idempotency-Key (idempotency.py), on submits only. None without it.
+    key = idempotency.key_of(request.headers) if retry_of is None else None
     try:
         if key is None:
-            store.create_pending(task_id, values)
+            store.create_pending(task_id, values, retry_of=retry_of)
         # Part B: the key's row joins the PENDING transaction, or a repeat is answered.
         elif (answer := idempotency.claim(store, key, task_id, values)) is not None:
             return answer
@@ -223,6 +232,93 @@ def result(filename: str) -> Response:
         download_name=download_name,
         max_age=0,
     )
+
+
+def _cancelled_by() -> str:
+    """Who cancels: the body's ``by``, else the request id nginx or the client gave, else "api"."""
+    data = request.get_data(cache=False)
+    if data.strip():
+        mimetype = request.mimetype
+        if mimetype != "application/json" and not mimetype.endswith("+json"):
+            raise ApiError(415, 'send no body, or application/json {"by": "<who>"}')
+        try:
+            payload = decode_json(data)
+        except MalformedBodyError as exc:
+            raise ApiError(400, str(exc)) from None
+        if not isinstance(payload, dict) or set(payload) - {"by"}:
+            raise ApiError(400, 'the body must be {"by": "<who>"}, or none')
+        by = payload.get("by")
+        if by is not None:
+            if not isinstance(by, str) or not CANCELLED_BY_RE.fullmatch(by):
+                message = "must be 1 to 64 printable ASCII characters"
+                raise ApiError(400, "invalid input", fields={"by": message})
+            return by
+    request_id = request.headers.get("X-Request-ID", "")
+    return request_id if CANCELLED_BY_RE.fullmatch(request_id) else "api"
+
+
+def _revoke_in_workers(task_id: str) -> None:
+    """Tell the workers to drop the job's message unrun; best effort, never an error.
+
+    The database is the authority (a worker forgets revokes when it restarts,
+    and one started later never hears of it): this only spares a queued job
+    its start. Bounded like the health probe, so a dead broker costs seconds.
+    """
+    celery_app = _celery()
+    timeouts = {"read_timeout": _HEALTH_BROKER_TIMEOUT, "write_timeout": _HEALTH_BROKER_TIMEOUT}
+    try:
+        with celery_app.connection_for_write(transport_options=timeouts) as conn:
+            conn.ensure_connection(
+                max_retries=1, interval_start=0, timeout=_settings().broker_connect_timeout
+            )
+            celery_app.control.revoke(task_id, connection=conn)
+    except Exception as exc:  # the cancel is recorded; workers still honour it at start
+        log.warning("could not tell the workers to revoke %s: %r", task_id, exc)
+
+
+@bp.post("/tasks/<task_id>/cancel")
+def cancel(task_id: str) -> Response:
+    """Cancel a job that has not finished: it becomes REVOKED and is never run or finished."""
+    job = _lookup(task_id)
+    by = _cancelled_by()
+    cancelled, revoked = _store().cancel(job.task_id, by)
+    if cancelled is None:  # purged between the lookup and the cancel
+        raise ApiError(404, "no task with this id", task_id=job.task_id)
+    if not revoked:
+        raise ApiError(
+            409,
+            "the task has already finished",
+            state=cancelled.state,
+            status_url=url_for("api.status", task_id=job.task_id),
+        )
+    _revoke_in_workers(job.task_id)
+    # A run that passed its last check before the cancel may have written the
+    # PDF; its SUCCESS can no longer be recorded, so its PDF must not stay.
+    reports.path(_settings().reports_dir, job.task_id).unlink(missing_ok=True)
+    log.info("job %s cancelled by %s", job.task_id, by)
+    return Response(encode(status_body(cancelled)), status=202, mimetype="application/json")
+
+
+@bp.post("/tasks/<task_id>/retry")
+def retry(task_id: str) -> Response:
+    """Submit a failed or cancelled job's measurements again, as a new job naming it."""
+    job = _lookup(task_id)
+    if job.state not in _RETRYABLE:
+        raise ApiError(
+            409,
+            "only a FAILURE or REVOKED task can be retried",
+            state=job.state,
+            status_url=url_for("api.status", task_id=job.task_id),
+        )
+    inputs = _store().inputs_of(job.task_id)
+    try:
+        values = Measurements.model_validate(inputs, strict=True).model_dump()
+    except ValidationError:
+        # Never from a job this app recorded; say so rather than fail.
+        raise ApiError(
+            409, "the task's measurements cannot be submitted again", task_id=job.task_id
+        ) from None
+    return _submit(values, retry_of=job.task_id)
 
 
 def _require_tasks_token() -> None:
