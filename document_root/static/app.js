@@ -6,7 +6,9 @@
 
 (function () {
   const FIELDS = ["sepal_length", "sepal_width", "petal_length", "petal_width"];
-  const DONE = ["SUCCESS", "FAILURE"];
+  const DONE = ["SUCCESS", "FAILURE", "REVOKED"];
+  // The finished states a job can be submitted again from (POST /flask/tasks/<id>/retry).
+  const RETRYABLE = ["FAILURE", "REVOKED"];
   const IN_FLIGHT = ["PENDING", "STARTED", "PROGRESS"];
   const POLL_FIRST_MS = 200;
   const POLL_MAX_MS = 2000;
@@ -24,6 +26,7 @@
     "writing report": "Writing the PDF report",
     done: "Done",
     failed: "Failed",
+    cancelled: "Cancelled",
   };
   // The number syntax the server accepts (validation.py): ASCII digits with at
   // most one point, an optional sign and exponent; spaces and tabs around it.
@@ -210,6 +213,10 @@
     $("preview").open = false;
     $("preview-frame").removeAttribute("src");
     $("job-actions").hidden = true;
+    $("retry-actions").hidden = true;
+    $("retry-of").hidden = true;
+    $("cancel-job").hidden = false;
+    $("cancel-job").disabled = false;
     showNotice($("job-message"), "");
     setProgress(0, "queued", "PENDING");
   }
@@ -242,6 +249,10 @@
         if (response.ok) {
           showNotice($("job-message"), "");
           setProgress(body.progress, body.stage, body.state);
+          if (body.retry_of) {
+            $("retry-of-id").textContent = body.retry_of;
+            $("retry-of").hidden = false;
+          }
           if (DONE.includes(body.state)) {
             finish(body);
             return;
@@ -276,6 +287,15 @@
 
   function finish(body) {
     refreshRecent();
+    $("cancel-job").hidden = true;
+    if (RETRYABLE.includes(body.state)) $("retry-actions").hidden = false;
+    if (body.state === "REVOKED") {
+      $("stage").textContent = "Cancelled";
+      const by = body.cancelled ? " by " + body.cancelled.by + " at " + formatTime(body.cancelled.at) : "";
+      showNotice($("job-message"), "The job was cancelled" + by + ". Retry submits the same measurements again.",
+        "warning");
+      return;
+    }
     if (body.state === "FAILURE") {
       $("stage").textContent = "Failed";
       showNotice($("job-message"), "The job failed: " + (body.error || "no reason given") +
@@ -449,6 +469,57 @@
 
   $("keep-waiting").addEventListener("click", () => {
     if (current) follow(current.id);
+  });
+
+  /* ---------- job control: cancel a job in flight, retry a failed or cancelled one ---------- */
+
+  $("cancel-job").addEventListener("click", async () => {
+    if (!current) return;
+    const taskId = current.id;
+    $("cancel-job").disabled = true;
+    try {
+      const response = await fetch("/flask/tasks/" + encodeURIComponent(taskId) + "/cancel", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ by: "web page" }),
+      });
+      const body = await readJson(response);
+      if (response.status === 202) {
+        // The poll that is running sees REVOKED (now, or once the worker stops) and finishes.
+        showNotice($("job-message"), "Cancelling…", "warning");
+      } else {
+        showNotice($("job-message"), "Could not cancel: " + (body.error || response.status) +
+          (body.state ? " (the job is " + body.state + ")" : "") + ".", "warning");
+      }
+    } catch (err) {
+      showNotice($("job-message"), "Network error: the cancel may not have arrived.", "error");
+      $("cancel-job").disabled = false;
+    }
+  });
+
+  $("retry-job").addEventListener("click", async () => {
+    if (!current) return;
+    const original = current.id;
+    $("retry-job").disabled = true;
+    try {
+      const response = await fetch("/flask/tasks/" + encodeURIComponent(original) + "/retry", {
+        method: "POST",
+        headers: { Accept: "application/json" },
+      });
+      const body = await readJson(response);
+      if (response.status === 202 && body.task_id) {
+        follow(body.task_id, body.status_url);
+        refreshRecent();
+      } else {
+        showNotice($("job-message"), "Could not retry: " + (body.error || response.status) +
+          (response.status === 503 ? " Please try again later." : ""), "error");
+      }
+    } catch (err) {
+      showNotice($("job-message"), "Network error: the retry may not have arrived; check the recent jobs.",
+        "error");
+    } finally {
+      $("retry-job").disabled = false;
+    }
   });
   $("recent-refresh").addEventListener("click", refreshRecent);
   document.addEventListener("visibilitychange", () => {

@@ -26,8 +26,10 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from iris_service.testhooks import SLOW_JOB_SEPAL_LENGTH as SLOW_SEPAL_LENGTH
+
 from support.samples import SETOSA, VERSICOLOR, VIRGINICA
-from support.stack import ROOT, Stack
+from support.stack import ROOT, Stack, running_stack
 
 pytestmark = pytest.mark.stack
 
@@ -472,3 +474,52 @@ def test_static_files_headers_and_policy(stack: Stack) -> None:
         assert served.headers["X-Content-Type-Options"] == "nosniff"
     api = requests.get(f"{stack.base_url}/flask/health", timeout=10)
     assert "immutable" not in api.headers.get("Cache-Control", "")
+
+
+@pytest.fixture(scope="module")
+def slow_stack() -> Iterator[Stack]:
+    """A private stack whose test hook makes a job with sepal length 99.25 run for seconds,
+    so that the page can cancel it while it runs."""
+    with running_stack({"IRIS_TEST_HOOKS": "1", "TEST_TASK_DELAY_SECONDS": "6"}) as running:
+        yield running
+
+
+def test_cancel_and_retry_from_the_page(browser: Browser, slow_stack: Stack) -> None:
+    context = browser.new_context(base_url=slow_stack.base_url)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
+    page.goto("/")
+    for name, value in {**VIRGINICA, "sepal_length": SLOW_SEPAL_LENGTH}.items():
+        page.locator(f"input[name={name}]").fill(str(value))
+    with page.expect_response(PREDICT_URL) as submitted:
+        page.get_by_role("button", name="Predict").click()
+    original = submitted.value.json()["task_id"]
+    cancel = page.get_by_role("button", name="Cancel this job")
+    expect(cancel).to_be_visible()
+    # The worker has it (the test hook's stage), so the cancel lands mid-job.
+    expect(page.locator("#stage")).to_have_text("test delay", timeout=JOB_TIMEOUT_MS)
+    with page.expect_response(re.compile(r"/flask/tasks/.*/cancel$")) as cancelled:
+        cancel.click()
+    assert cancelled.value.status == 202
+    expect(page.locator("#stage")).to_have_text("Cancelled", timeout=JOB_TIMEOUT_MS)
+    expect(page.locator("#job-message")).to_contain_text("cancelled by web page")
+    expect(cancel).to_be_hidden()
+    expect(page.locator("#recent-rows .state-revoked").first).to_have_text("REVOKED")
+    status = requests.get(f"{slow_stack.base_url}/flask/status/{original}", timeout=10).json()
+    assert status["state"] == "REVOKED" and status["cancelled"]["by"] == "web page"
+
+    retry = page.get_by_role("button", name="Retry this job")
+    expect(retry).to_be_visible()
+    with page.expect_response(re.compile(r"/flask/tasks/.*/retry$")) as retried:
+        retry.click()
+    assert retried.value.status == 202
+    again = retried.value.json()["task_id"]
+    assert again != original
+    expect(page.locator("#job-id")).to_have_text(again)
+    expect(page.locator("#retry-of-id")).to_have_text(original)
+    expect(page.locator("#species")).not_to_be_empty(timeout=JOB_TIMEOUT_MS)
+    status = requests.get(f"{slow_stack.base_url}/flask/status/{again}", timeout=10).json()
+    assert status["state"] == "SUCCESS" and status["retry_of"] == original
+    context.close()
+    assert problems == []
