@@ -96,8 +96,11 @@ def test_schemathesis_finds_no_server_error(
             "20261121",
             "--request-timeout",
             "30",
+            # One worker: with two, hypothesis's own lambda-source code crashed
+            # now and then on this Python (a race inside the tool, not an answer
+            # of the service).
             "--workers",
-            "2",
+            "1",
         ],
         cwd=tmp_path,  # its .hypothesis folder goes there
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
