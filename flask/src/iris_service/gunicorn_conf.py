@@ -4,6 +4,9 @@ The values that vary come from the environment through config.GunicornSettings,
 read here in gunicorn's master before the app loads; the rest are fixed.
 """
 
+from typing import Any
+
+from iris_service import metrics
 from iris_service.config import GunicornSettings
 
 _conf = GunicornSettings()
@@ -30,3 +33,9 @@ accesslog = "-" if _conf.access_log else None
 errorlog = "-"
 loglevel = _conf.log_level.lower()
 proc_name = "iris-web"
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    # In the master, as a worker exits: its live gauges must stop counting
+    # (prometheus-client's multiprocess mode; its counters stay in the totals).
+    metrics.process_exited(worker.pid)

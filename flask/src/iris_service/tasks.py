@@ -16,7 +16,7 @@ from celery.utils.log import get_task_logger
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
-from . import report, reports, testhooks
+from . import metrics, report, reports, testhooks
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .files import write_atomically
@@ -42,6 +42,7 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
         # Its submit was refused (503) or its record has expired: nothing to do.
         logger.warning("job %s has no record; dropping it", task_id)
         raise Ignore()
+    metrics.job_submitted_at(task_id, attempt.submitted_at)
     if attempt.number > settings.max_attempts:
         raise PoisonJobError(
             f"gave up after {attempt.number - 1} attempts: "
@@ -58,7 +59,9 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
     prediction = model.predict(values)
     task.update_state(state="PROGRESS", meta={"stage": "writing report", "progress": 0.6})
     completed = datetime.now(UTC)
-    write_report(settings, model, task_id, values, prediction, attempt.submitted_at, completed)
+    metrics.report_written(
+        write_report(settings, model, task_id, values, prediction, attempt.submitted_at, completed)
+    )
     return {
         "label": prediction.label,
         "probabilities": prediction.probabilities,

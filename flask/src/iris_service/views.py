@@ -17,7 +17,7 @@ from kombu.connection import Connection
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import probability_png, reports
+from . import metrics, probability_png, reports
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .errors import ApiError, unavailable
@@ -106,6 +106,7 @@ def predict() -> Response:
             return unavailable("the queue is full; try again later")
         return unavailable("the message broker is unreachable; try again later")
 
+    metrics.job_submitted()
     status_url = url_for("api.status", task_id=task_id)
     response = jsonify(
         task_id=task_id,
@@ -292,6 +293,14 @@ def _queue_state(conn: Connection) -> tuple[int, int]:
     return int(consumers), int(ready)
 
 
+def _broker_queue_state() -> tuple[int, int]:
+    """The prediction queue's consumers and ready messages, asked of the broker now."""
+    timeouts = {"read_timeout": _HEALTH_BROKER_TIMEOUT, "write_timeout": _HEALTH_BROKER_TIMEOUT}
+    with _celery().connection_for_write(transport_options=timeouts) as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, timeout=_HEALTH_BROKER_TIMEOUT)
+        return _queue_state(conn)
+
+
 @bp.get("/health")
 def health() -> Response:
     """200 while the database and the broker answer: "ok" when a worker consumes the
@@ -304,11 +313,8 @@ def health() -> Response:
     except Exception as exc:  # any failure at all means "down", reported below
         checks["database"] = f"down: {type(exc).__name__}"
     workers, ready = 0, 0
-    timeouts = {"read_timeout": _HEALTH_BROKER_TIMEOUT, "write_timeout": _HEALTH_BROKER_TIMEOUT}
     try:
-        with _celery().connection_for_write(transport_options=timeouts) as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0, timeout=_HEALTH_BROKER_TIMEOUT)
-            workers, ready = _queue_state(conn)
+        workers, ready = _broker_queue_state()
         checks["broker"] = "ok"
     except Exception as exc:  # any failure at all means "down", reported below
         checks["broker"] = f"down: {type(exc).__name__}"
@@ -321,3 +327,19 @@ def health() -> Response:
         workers=workers,
         queue={"ready": ready},
     )
+
+
+@bp.get("/metrics")
+def metrics_endpoint() -> Response:
+    """The Prometheus metrics, for a listed address or the token holder; 403 otherwise."""
+    settings = _settings()
+    if not metrics.allowed(request, settings.metrics_allow, settings.metrics_token):
+        raise ApiError(
+            403,
+            "the metrics are readable only from an allowed address (METRICS_ALLOW) "
+            "or with the token (Authorization: Bearer <METRICS_TOKEN>)",
+        )
+    body = metrics.exposition(_broker_queue_state, _store().engine)
+    response = Response(body, content_type=metrics.CONTENT_TYPE)
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -5,9 +5,11 @@ the retention bootstep, and prepares the model and the report's static parts
 before its pool forks.
 """
 
-from celery.signals import worker_init, worker_process_init
+from typing import Any
 
-from . import create_app, report, tasks
+from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
+
+from . import create_app, metrics, report, tasks
 from .model import get_model
 from .retention import retention_step
 
@@ -30,3 +32,16 @@ def _prepare_report(**_: object) -> None:
 def _load_model(**_: object) -> None:
     # Load the model in each pool process as it starts, not on its first job.
     get_model(settings.model_path)
+    # A new pool process may replace one that was killed mid-job.
+    metrics.forget_dead_processes()
+
+
+# Job metrics, recorded in the pool process that runs the job (metrics.py).
+@task_prerun.connect  # type: ignore[untyped-decorator]
+def _job_started(task_id: str, **_: Any) -> None:
+    metrics.job_started(task_id)
+
+
+@task_postrun.connect  # type: ignore[untyped-decorator]
+def _job_ended(task_id: str, state: str | None = None, **_: Any) -> None:
+    metrics.job_ended(task_id, state)
