@@ -70,7 +70,8 @@ stop_local_processes() {
   stop_extra_workers
   local role
   for role in "${ROLES[@]}"; do stop_role "$role"; done
-  rm -rf "$STATUS_DIR"
+  # The metrics files too: the next run's processes count from zero.
+  rm -rf "$STATUS_DIR" "$PROMETHEUS_MULTIPROC_DIR"
 }
 
 local_stop() {
@@ -94,7 +95,7 @@ local_start() {
   mapfile -t extra < <(local_workers | grep -vx worker1)
   stop_local_processes
   mkdir -p "$LOG_DIR/rabbitmq" "$RUN_DIR" "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_HOME_DIR" \
-    "$REPORTS_DIR" "$(dirname "$MODEL_PATH")" "$STATUS_DIR"
+    "$REPORTS_DIR" "$(dirname "$MODEL_PATH")" "$STATUS_DIR" "$PROMETHEUS_MULTIPROC_DIR"
   chmod 755 "$RUN_DIR" "$REPORTS_DIR" "$STATUS_DIR"
   : > "$RABBITMQ_CONF_ENV_FILE"
   [[ -f "$RABBITMQ_ENABLED_PLUGINS_FILE" ]] || echo "[]." > "$RABBITMQ_ENABLED_PLUGINS_FILE"

@@ -70,6 +70,10 @@ load_local_env() {
     fi
   fi
   export STATUS_DIR
+  # issue 14 part C: every process of the stack writes its Prometheus metrics
+  # here (prometheus-client's multiprocess mode) and /flask/metrics merges
+  # them; it must be set before any process imports prometheus_client.
+  export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$RUN_DIR/prometheus}"
   export DOCUMENT_ROOT="${DOCUMENT_ROOT:-$ROOT/document_root}"
   export MODEL_PATH="${MODEL_PATH:-$VAR_DIR/model/iris_model.json}"
   export GUNICORN_BIND="unix:$RUN_DIR/gunicorn.sock"

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import logs
+from . import logs, metrics
 from . import store as store_module
 from .celery_app import celery_config, celery_init_app
 from .config import Settings, load_settings, status_dir
@@ -80,6 +80,7 @@ def create_app(
         # FLASK_DEBUG in the environment must never turn debugging on in service.
         app.debug = False
     app.after_request(_no_store)
+    metrics.init_app(app)
     # nginx sets exactly one hop of X-Forwarded-For/-Proto/-Host/-Port.
     app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
         app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1

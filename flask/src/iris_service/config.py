@@ -9,6 +9,7 @@ they pass. Values are read once, in :func:`load_settings`, and passed down.
 
 from __future__ import annotations
 
+import ipaddress
 import multiprocessing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,6 +27,14 @@ from pydantic_settings import (
 
 def _absolute(path: Path) -> Path:
     return path.resolve()
+
+
+def _allow_list(value: str) -> str:
+    # Checked at start, so that a typo stops the process with the variable's name.
+    if value.strip().lower() != "none":
+        for item in value.split(","):
+            ipaddress.ip_network(item.strip(), strict=False)
+    return value
 
 
 def _upper(value: object) -> object:
@@ -240,6 +249,29 @@ class Settings(_Logged):
         default=False,
         validation_alias="BENCH_INLINE_ENDPOINT",
         description="Benchmark-only inline endpoint (bench_views.py); never on in production",
+    )
+
+    # issue 14 part C: metrics (GET /flask/metrics, metrics.py)
+    metrics_token: str | None = Field(
+        default=None,
+        validation_alias="METRICS_TOKEN",
+        repr=False,
+        description="When set, /flask/metrics is readable from any address with "
+        '"Authorization: Bearer <token>"',
+    )
+    metrics_allow: Annotated[str, AfterValidator(_allow_list)] = Field(
+        default="127.0.0.1,::1",
+        validation_alias="METRICS_ALLOW",
+        description="Addresses or CIDRs (comma-separated; none: no address) that may read "
+        "/flask/metrics without the token",
+    )
+    prometheus_multiproc_dir: AbsolutePath | None = Field(
+        default=None,
+        validation_alias="PROMETHEUS_MULTIPROC_DIR",
+        # prometheus-client reads it from the environment itself, at import;
+        # declared here so that it is documented and checked with the rest.
+        description="Folder where every process writes its metrics (multiprocess mode); "
+        "unset: each process's own",
     )
 
 

@@ -4,7 +4,9 @@ The values that vary come from the environment through config.GunicornSettings,
 read here in gunicorn's master before the app loads; the rest are fixed.
 """
 
-from iris_service import logs
+from typing import Any
+
+from iris_service import logs, metrics
 from iris_service.config import GunicornSettings
 
 _conf = GunicornSettings()
@@ -39,3 +41,9 @@ if _conf.log_format == "json":
     # too; in text mode they keep gunicorn's format.
     logconfig_dict = logs.gunicorn_logconfig(_conf.log_level, _conf.log_format)
 proc_name = "iris-web"
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    # In the master, as a worker exits: its live gauges must stop counting
+    # (prometheus-client's multiprocess mode; its counters stay in the totals).
+    metrics.process_exited(worker.pid)

@@ -378,6 +378,23 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/flask/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text format 0.0.4)",
+                    "description": "Requests, jobs, queue depth and consumers, result-backend "
+                    "size, report bytes (README: Metrics). Readable from the addresses in "
+                    "METRICS_ALLOW (default loopback) or with Authorization: Bearer "
+                    "<METRICS_TOKEN>; 403 otherwise.",
+                    "security": [{}, {"bearer": []}],
+                    "responses": {
+                        "200": {
+                            "description": "every metric",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "403": _error("neither an allowed address nor the token"),
+                    },
+                }
+            },
             "/flask/openapi.json": {
                 "get": {
                     "summary": "This document",

@@ -22,7 +22,7 @@ from celery.utils.log import get_task_logger
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
-from . import report, reports, testhooks
+from . import metrics, report, reports, testhooks
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .files import write_atomically
@@ -62,6 +62,7 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
         # Cancelled while queued, or while an earlier run held the message.
         logger.info("job %s was cancelled; not running it", task_id)
         raise Ignore()
+    metrics.job_submitted_at(task_id, attempt.submitted_at)
     if attempt.number > settings.max_attempts:
         raise PoisonJobError(
             f"gave up after {attempt.number - 1} attempts: "
@@ -83,7 +84,9 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
     task.update_state(state="PROGRESS", meta={"stage": "writing report", "progress": 0.6})
     _stop_if_cancelled(store, settings, task_id)
     completed = datetime.now(UTC)
-    write_report(settings, model, task_id, values, prediction, attempt.submitted_at, completed)
+    metrics.report_written(
+        write_report(settings, model, task_id, values, prediction, attempt.submitted_at, completed)
+    )
     _stop_if_cancelled(store, settings, task_id)
     return {
         "label": prediction.label,

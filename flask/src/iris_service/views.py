@@ -18,7 +18,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import idempotency, logs, probability_png, reports
+from . import idempotency, logs, metrics, probability_png, reports
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .errors import ApiError, unavailable
@@ -132,6 +132,7 @@ def _submit(values: dict[str, float], retry_of: str | None = None) -> Response:
         idempotency.published(store, key, task_id)
     log.info("job queued", extra={"task_id": task_id})
 
+    metrics.job_submitted()
     status_url = url_for("api.status", task_id=task_id)
     response = jsonify(
         task_id=task_id,
@@ -292,6 +293,7 @@ def cancel(task_id: str) -> Response:
             status_url=url_for("api.status", task_id=job.task_id),
         )
     _revoke_in_workers(job.task_id)
+    metrics.job_cancelled()
     # A run that passed its last check before the cancel may have written the
     # PDF; its SUCCESS can no longer be recorded, so its PDF must not stay.
     reports.path(_settings().reports_dir, job.task_id).unlink(missing_ok=True)
@@ -318,7 +320,10 @@ def retry(task_id: str) -> Response:
         raise ApiError(
             409, "the task's measurements cannot be submitted again", task_id=job.task_id
         ) from None
-    return _submit(values, retry_of=job.task_id)
+    answer = _submit(values, retry_of=job.task_id)
+    if answer.status_code == 202:
+        metrics.job_retried()
+    return answer
 
 
 def _require_tasks_token() -> None:
@@ -405,6 +410,14 @@ def _queue_state(conn: Connection) -> tuple[int, int]:
     return int(consumers), int(ready)
 
 
+def _broker_queue_state() -> tuple[int, int]:
+    """The prediction queue's consumers and ready messages, asked of the broker now."""
+    timeouts = {"read_timeout": _HEALTH_BROKER_TIMEOUT, "write_timeout": _HEALTH_BROKER_TIMEOUT}
+    with _celery().connection_for_write(transport_options=timeouts) as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, timeout=_HEALTH_BROKER_TIMEOUT)
+        return _queue_state(conn)
+
+
 @bp.get("/health")
 def health() -> Response:
     """200 while the database and the broker answer: "ok" when a worker consumes the
@@ -417,11 +430,8 @@ def health() -> Response:
     except Exception as exc:  # any failure at all means "down", reported below
         checks["database"] = f"down: {type(exc).__name__}"
     workers, ready = 0, 0
-    timeouts = {"read_timeout": _HEALTH_BROKER_TIMEOUT, "write_timeout": _HEALTH_BROKER_TIMEOUT}
     try:
-        with _celery().connection_for_write(transport_options=timeouts) as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0, timeout=_HEALTH_BROKER_TIMEOUT)
-            workers, ready = _queue_state(conn)
+        workers, ready = _broker_queue_state()
         checks["broker"] = "ok"
     except Exception as exc:  # any failure at all means "down", reported below
         checks["broker"] = f"down: {type(exc).__name__}"
@@ -434,3 +444,19 @@ def health() -> Response:
         workers=workers,
         queue={"ready": ready},
     )
+
+
+@bp.get("/metrics")
+def metrics_endpoint() -> Response:
+    """The Prometheus metrics, for a listed address or the token holder; 403 otherwise."""
+    settings = _settings()
+    if not metrics.allowed(request, settings.metrics_allow, settings.metrics_token):
+        raise ApiError(
+            403,
+            "the metrics are readable only from an allowed address (METRICS_ALLOW) "
+            "or with the token (Authorization: Bearer <METRICS_TOKEN>)",
+        )
+    body = metrics.exposition(_broker_queue_state, _store().engine)
+    response = Response(body, content_type=metrics.CONTENT_TYPE)
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -8,6 +8,7 @@ web app's.
 """
 
 import logging
+from typing import Any
 
 from celery import Task
 from celery.apps.worker import Worker
@@ -20,7 +21,7 @@ from celery.signals import (
     worker_process_init,
 )
 
-from . import create_app, logs, report, tasks
+from . import create_app, logs, metrics, report, tasks
 from .model import get_model
 from .retention import retention_step
 
@@ -43,6 +44,8 @@ def _prepare_report(**_: object) -> None:
 def _load_model(**_: object) -> None:
     # Load the model in each pool process as it starts, not on its first job.
     get_model(settings.model_path)
+    # A new pool process may replace one that was killed mid-job.
+    metrics.forget_dead_processes()
 
 
 @setup_logging.connect  # type: ignore[untyped-decorator]
@@ -73,3 +76,14 @@ def _bind_task_ids(task_id: str, task: Task, **_: object) -> None:
 def _clear_task_ids(**_: object) -> None:
     # Celery's own "Task … succeeded" line comes before this signal, with the ids.
     logs.clear()
+
+
+# Job metrics, recorded in the pool process that runs the job (metrics.py).
+@task_prerun.connect  # type: ignore[untyped-decorator]
+def _job_started(task_id: str, **_: Any) -> None:
+    metrics.job_started(task_id)
+
+
+@task_postrun.connect  # type: ignore[untyped-decorator]
+def _job_ended(task_id: str, state: str | None = None, **_: Any) -> None:
+    metrics.job_ended(task_id, state)
