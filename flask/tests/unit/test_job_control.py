@@ -322,6 +322,8 @@ def test_retry_submits_the_same_measurements_as_a_new_job(
     assert body["state"] == "PENDING"
     assert r.headers["Location"] == body["status_url"] == f"/flask/status/{new_id}"
     assert body["report_url"] == f"/flask/result/{new_id}.pdf"
+    # The request's id travels in the message headers (logs.py), checked elsewhere.
+    assert set(published[0].pop("headers")) == {"request_id"}
     assert published == [
         {
             "name": "iris.predict",
