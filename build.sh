@@ -8,7 +8,7 @@ set -o errexit -o nounset -o pipefail
 
 HTTP_PORT="${HTTP_PORT:-8000}"
 HTTP_BIND="${HTTP_BIND:-127.0.0.1}"
-ROLES=(nginx web worker rabbitmq)  # stop order; start order is the reverse
+ROLES=(nginx flower web worker rabbitmq)  # stop order; start order is the reverse
 
 usage() {
   cat >&2 <<EOF
@@ -21,7 +21,8 @@ usage: ./build.sh [--local | --docker] [--stop [--purge]] [--dry-run]
   --purge      with --stop in Docker mode: also remove the network and the broker's volume
   --dry-run    Docker mode: print every docker command in order, run none
 env: HTTP_PORT (default 8000), HTTP_BIND (Docker mode's published address, default
-     127.0.0.1), VAR_DIR (default ./var: logs, pids, credentials), DOCKER_PROJECT (default iris)
+     127.0.0.1), VAR_DIR (default ./var: logs, pids, credentials), DOCKER_PROJECT (default iris),
+     FLOWER=1 (also start Flower, at /flower/ behind a generated password; off by default)
 EOF
 }
 
@@ -52,6 +53,8 @@ if [[ -z "$mode" ]]; then
 fi
 [[ "$mode" == docker ]] || ((!DRY_RUN)) || die "--dry-run applies to Docker mode only"
 ((!purge)) || [[ "$mode/$action" == docker/stop ]] || die "--purge goes with --stop in Docker mode"
+# The workers read it too: their task events are on only with Flower.
+if flower_enabled; then export FLOWER=1; else export FLOWER=0; fi
 
 # Workers added by launch_celery_worker.sh: pid files worker-<name>.pid.
 stop_extra_workers() {
@@ -84,6 +87,7 @@ local_stop() {
 
 local_start() {
   ensure_debs "${LOCAL_MODE_DEBS[@]}"
+  if flower_enabled; then ensure_debs openssl openssl; fi
   ensure_venv requirements.txt
   ensure_secrets
   ensure_local_env
@@ -113,10 +117,22 @@ local_start() {
   from=$(($(stat -c %s "$worker_log" 2>/dev/null || echo 0) + 1))
   (cd "$ROOT" && start_role worker "$ROOT/flask/bin/start-worker.sh")
   (cd "$ROOT" && start_role web "$ROOT/flask/bin/start-web.sh")
+  # Flower on loopback, behind nginx's /flower/ (start-nginx.sh proxies it
+  # only when FLOWER_UPSTREAM is set).
+  unset FLOWER_UPSTREAM FLOWER_HTPASSWD
+  if flower_enabled; then
+    write_flower_htpasswd
+    export FLOWER_ADDRESS=127.0.0.1 FLOWER_PORT="${FLOWER_PORT:?}"
+    (cd "$ROOT" && start_role flower "$ROOT/flask/bin/start-flower.sh")
+    export FLOWER_UPSTREAM="127.0.0.1:$FLOWER_PORT" FLOWER_HTPASSWD="$FLOWER_HTPASSWD_FILE"
+  fi
   start_role nginx "$ROOT/nginx/start-nginx.sh"
 
   local url="http://127.0.0.1:$HTTP_PORT"
   wait_for web 60 test -S "$RUN_DIR/gunicorn.sock"
+  if flower_enabled; then
+    wait_for flower 60 curl -fsS "http://$FLOWER_UPSTREAM/flower/healthcheck"
+  fi
   wait_for nginx 30 curl -fsS "$url/flask/health"
   wait_for worker 120 _log_has_since "$worker_log" "$from" "${WORKER_NAME:-worker1}@.* ready\."
   for name in "${extra[@]}"; do start_worker "$name"; done
@@ -138,6 +154,7 @@ docker_project_containers() {
     dk ps --all --filter "label=$DOCKER_PROJECT.role" --format "$format"
     local pretend=("$C_NGINX nginx" "$C_WEB web" "$(docker_worker_container worker1) worker"
       "$(docker_worker_container worker2) worker" "$C_RABBITMQ rabbitmq")
+    if flower_enabled; then pretend+=("$C_FLOWER flower"); fi
     echo "# supposing an earlier run left these (worker2 from launch_celery_worker.sh):" >&3
     printf '#   %s\n' "${pretend[@]}" >&3
     printf '%s\n' "${pretend[@]}"
@@ -159,6 +176,7 @@ docker_start() {
   if ((DRY_RUN)); then
     info "dry run: printing the docker commands, running none"
   else
+    if flower_enabled; then ensure_debs openssl openssl; fi
     ensure_secrets
   fi
   # Files the containers write to the bind mounts belong to the invoking user:
@@ -174,7 +192,11 @@ docker_start() {
     fi
   fi
 
-  info "building the four images"
+  if flower_enabled; then
+    info "building the four images, and Flower's"
+  else
+    info "building the four images"
+  fi
   dk build --file "$ROOT/rabbitmq/Dockerfile" --tag "$DOCKER_PROJECT-rabbitmq:$IMAGE_TAG" "$ROOT"
   dk build --file "$ROOT/flask/Dockerfile" --target web \
     --build-arg "APP_UID=$uid" --build-arg "APP_GID=$gid" \
@@ -182,6 +204,11 @@ docker_start() {
   dk build --file "$ROOT/flask/Dockerfile" --target celery \
     --build-arg "APP_UID=$uid" --build-arg "APP_GID=$gid" \
     --tag "$DOCKER_PROJECT-celery:$IMAGE_TAG" "$ROOT"
+  if flower_enabled; then
+    dk build --file "$ROOT/flask/Dockerfile" --target flower \
+      --build-arg "APP_UID=$uid" --build-arg "APP_GID=$gid" \
+      --tag "$DOCKER_PROJECT-flower:$IMAGE_TAG" "$ROOT"
+  fi
   dk build --file "$ROOT/nginx/Dockerfile" --tag "$DOCKER_PROJECT-nginx:$IMAGE_TAG" "$ROOT"
 
   if ((DRY_RUN)) || ! docker network inspect "$DOCKER_NETWORK" >/dev/null 2>&1; then
@@ -220,6 +247,19 @@ docker_start() {
   done
   ((${#extra[@]} == 0)) || info "restarted workers ${extra[*]}"
 
+  # Flower before nginx, which resolves its name at start; nginx gets the
+  # password's hash, never the password.
+  local flower_opts=()
+  if flower_enabled; then
+    info "starting Flower ($C_FLOWER)"
+    ((DRY_RUN)) || write_flower_htpasswd
+    docker_run_flower >/dev/null
+    docker_wait_healthy "$C_FLOWER" 120
+    flower_opts=(--env "FLOWER_UPSTREAM=flower:$FLOWER_CONTAINER_PORT"
+      --env FLOWER_HTPASSWD=/srv/flower.htpasswd
+      --volume "$FLOWER_HTPASSWD_FILE:/srv/flower.htpasswd:ro")
+  fi
+
   # nginx holds no credentials: it gets no env file, only the pages.
   info "starting nginx ($C_NGINX) on $HTTP_BIND:$HTTP_PORT"
   mapfile -t opts < <(docker_common_opts "$C_NGINX" nginx)
@@ -227,6 +267,7 @@ docker_start() {
     --publish "$HTTP_BIND:$HTTP_PORT:8080" \
     --env "SUBMIT_RATE_LIMIT=${SUBMIT_RATE_LIMIT:-10r/s}" --env "SUBMIT_RATE_BURST=${SUBMIT_RATE_BURST:-20}" \
     --volume "$ROOT/document_root:/srv/document_root:ro" \
+    "${flower_opts[@]}" \
     "$DOCKER_PROJECT-nginx:$IMAGE_TAG" >/dev/null
   docker_wait_healthy "$C_NGINX" 60
 

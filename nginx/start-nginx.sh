@@ -3,7 +3,7 @@
 # run nginx in the foreground. The same script runs in the nginx container.
 set -o errexit -o nounset -o pipefail
 if [[ "${1:-}" == "--help" ]]; then
-  echo "usage: start-nginx.sh [--check]   (env: NGINX_LISTEN FLASK_UPSTREAM DOCUMENT_ROOT REPORTS_DIR STATUS_DIR NGINX_RUN_DIR SUBMIT_RATE_LIMIT SUBMIT_RATE_BURST)" >&2
+  echo "usage: start-nginx.sh [--check]   (env: NGINX_LISTEN FLASK_UPSTREAM DOCUMENT_ROOT REPORTS_DIR STATUS_DIR NGINX_RUN_DIR SUBMIT_RATE_LIMIT SUBMIT_RATE_BURST FLOWER_UPSTREAM FLOWER_HTPASSWD)" >&2
   exit 0
 fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,11 +25,22 @@ else
 fi
 export NGINX_SUBMIT_BURST="${SUBMIT_RATE_BURST:-20}"
 [[ "$NGINX_SUBMIT_BURST" =~ ^[0-9]+$ ]] || { echo "error: SUBMIT_RATE_BURST must be an integer" >&2; exit 2; }
+# Flower (FLOWER=1): FLOWER_UPSTREAM is its host:port, FLOWER_HTPASSWD the
+# file of user:hash lines /flower/ is checked against. Without them /flower/
+# is a 404: the template's Flower lines are rendered as comments.
+if [[ -n "${FLOWER_UPSTREAM:-}" ]]; then
+  [[ -r "${FLOWER_HTPASSWD:-}" ]] \
+    || { echo "error: FLOWER_UPSTREAM is set but FLOWER_HTPASSWD (${FLOWER_HTPASSWD:-unset}) is not a readable file" >&2; exit 2; }
+  export NGINX_FLOWER_ON="" NGINX_FLOWER_OFF="# " NGINX_FLOWER_UPSTREAM="$FLOWER_UPSTREAM" \
+    NGINX_FLOWER_HTPASSWD="$FLOWER_HTPASSWD"
+else
+  export NGINX_FLOWER_ON="# " NGINX_FLOWER_OFF="" NGINX_FLOWER_UPSTREAM=- NGINX_FLOWER_HTPASSWD=-
+fi
 mkdir -p "$NGINX_RUN_DIR"
 conf="$NGINX_RUN_DIR/nginx.conf"
 # Only our variables are substituted; nginx's own $host etc. stay as they are.
 # shellcheck disable=SC2016  # the names are for envsubst, not for the shell
-envsubst '${NGINX_LISTEN} ${FLASK_UPSTREAM} ${DOCUMENT_ROOT} ${REPORTS_DIR} ${STATUS_DIR} ${NGINX_RUN_DIR} ${NGINX_ERROR_LOG} ${NGINX_ACCESS_LOG} ${NGINX_SUBMIT_LIMIT_KEY} ${NGINX_SUBMIT_RATE} ${NGINX_SUBMIT_BURST}' \
+envsubst '${NGINX_LISTEN} ${FLASK_UPSTREAM} ${DOCUMENT_ROOT} ${REPORTS_DIR} ${STATUS_DIR} ${NGINX_RUN_DIR} ${NGINX_ERROR_LOG} ${NGINX_ACCESS_LOG} ${NGINX_SUBMIT_LIMIT_KEY} ${NGINX_SUBMIT_RATE} ${NGINX_SUBMIT_BURST} ${NGINX_FLOWER_ON} ${NGINX_FLOWER_OFF} ${NGINX_FLOWER_UPSTREAM} ${NGINX_FLOWER_HTPASSWD}' \
   < "${NGINX_TEMPLATE:-$here/nginx.conf.template}" > "$conf"
 nginx -t -q -c "$conf" -p "$NGINX_RUN_DIR"
 # --check: render and validate only (the nginx image build runs this).

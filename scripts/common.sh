@@ -25,6 +25,8 @@ info() { echo "==> $*" >&2; }
 . "$ROOT/scripts/lib/processes.sh"
 # shellcheck source=scripts/lib/docker.sh
 . "$ROOT/scripts/lib/docker.sh"
+# shellcheck source=scripts/lib/flower.sh
+. "$ROOT/scripts/lib/flower.sh"
 # shellcheck source=scripts/lib/mode.sh
 . "$ROOT/scripts/lib/mode.sh"
 # shellcheck source=scripts/lib/queues.sh

@@ -9,31 +9,45 @@ free_port() {
   python3 "$ROOT/scripts/localstack.py" free-port
 }
 
-# Generated once: the broker credentials every role reads (git-ignored).
+# Generated once: the broker credentials every role reads, and Flower's
+# (git-ignored). A file from before Flower existed gains Flower's and keeps
+# the rest.
 ensure_secrets() {
   mkdir -p "$VAR_DIR"
   chmod 755 "$VAR_DIR"
-  [[ -s "$SECRETS_ENV" ]] && return 0
-  (
-    umask 077
+  if [[ ! -s "$SECRETS_ENV" ]]; then
+    (
+      umask 077
+      {
+        echo "RABBITMQ_USER=iris"
+        echo "RABBITMQ_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        echo "RABBITMQ_VHOST=iris"
+      } > "$SECRETS_ENV"
+    )
+    info "generated broker credentials in $SECRETS_ENV"
+  fi
+  # issue 14 part D: Flower's login (nginx's basic auth at /flower/, and Flower's own).
+  if ! grep -q '^FLOWER_PASSWORD=' "$SECRETS_ENV"; then
     {
-      echo "RABBITMQ_USER=iris"
-      echo "RABBITMQ_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
-      echo "RABBITMQ_VHOST=iris"
-    } > "$SECRETS_ENV"
-  )
-  info "generated broker credentials in $SECRETS_ENV"
+      echo "FLOWER_USER=admin"
+      echo "FLOWER_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
+    } >> "$SECRETS_ENV"
+    info "generated Flower's password in $SECRETS_ENV"
+  fi
 }
 
-# Local mode's private RabbitMQ node: its own ports and name, chosen once.
+# Local mode's private RabbitMQ node: its own ports and name, chosen once;
+# and Flower's port (added to a file from before Flower existed).
 ensure_local_env() {
-  [[ -s "$LOCAL_ENV" ]] && return 0
-  {
-    echo "RABBITMQ_PORT=$(free_port)"
-    echo "RABBITMQ_DIST_PORT=$(free_port)"
-    echo "ERL_EPMD_PORT=$(free_port)"
-    echo "RABBITMQ_NODENAME=iris-$(python3 -c 'import secrets; print(secrets.token_hex(4))')@localhost"
-  } > "$LOCAL_ENV"
+  if [[ ! -s "$LOCAL_ENV" ]]; then
+    {
+      echo "RABBITMQ_PORT=$(free_port)"
+      echo "RABBITMQ_DIST_PORT=$(free_port)"
+      echo "ERL_EPMD_PORT=$(free_port)"
+      echo "RABBITMQ_NODENAME=iris-$(python3 -c 'import secrets; print(secrets.token_hex(4))')@localhost"
+    } > "$LOCAL_ENV"
+  fi
+  grep -q '^FLOWER_PORT=' "$LOCAL_ENV" || echo "FLOWER_PORT=$(free_port)" >> "$LOCAL_ENV"
 }
 
 # Everything local mode's processes need, exported.

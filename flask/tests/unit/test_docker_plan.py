@@ -31,29 +31,35 @@ START_SCRIPTS = {
     "web": "flask/bin/start-web.sh",
     "worker": "flask/bin/start-worker.sh",
     "nginx": "nginx/start-nginx.sh",
+    # The optional role (FLOWER=1): its own image target, its own script.
+    "flower": "flask/bin/start-flower.sh",
 }
 
 
 # --- the plan ---------------------------------------------------------------
 
 
-def run_build(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_build(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run build.sh with a fake ``docker`` first on PATH that records any call."""
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir(exist_ok=True)
     fake = fake_bin / "docker"
     fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "docker-calls"}\nexit 1\n')
     fake.chmod(0o755)
-    env = {
+    full_env = {
         **os.environ,
         "PATH": f"{fake_bin}:{os.environ['PATH']}",
         "VAR_DIR": str(tmp_path / "var"),
         "HTTP_PORT": "8123",
     }
-    env.pop("DOCKER_PROJECT", None)
+    for name in ("DOCKER_PROJECT", "FLOWER"):
+        full_env.pop(name, None)
+    full_env.update(env or {})
     return subprocess.run(
         [str(ROOT / "build.sh"), *args],
-        env=env,
+        env=full_env,
         cwd=ROOT,
         text=True,
         capture_output=True,
@@ -245,6 +251,12 @@ def test_one_env_file_and_no_guest_credentials(
         assert not any(e.startswith("RABBITMQ_") for e in run.get("--env") + run.get("-e"))
 
 
+def test_the_default_plan_has_no_flower(plan: list[list[str]]) -> None:
+    """Flower is off unless FLOWER=1: no image, container or nginx setting of it."""
+    text = " ".join(" ".join(c) for c in plan).replace(str(ROOT), "<root>")
+    assert "flower" not in text.lower()
+
+
 def test_stop_and_purge_plan(tmp_path: Path) -> None:
     result = run_build(tmp_path, "--docker", "--stop", "--purge", "--dry-run")
     assert result.returncode == 0, result.stderr
@@ -327,7 +339,13 @@ def final_setting(path: Path, stage: str, keyword: str) -> str | None:
     return None
 
 
-IMAGES = [("rabbitmq", "stage0"), ("flask", "web"), ("flask", "celery"), ("nginx", "runtime")]
+IMAGES = [
+    ("rabbitmq", "stage0"),
+    ("flask", "web"),
+    ("flask", "celery"),
+    ("flask", "flower"),
+    ("nginx", "runtime"),
+]
 
 
 def resolved_from(path: Path, image_ref: str) -> str:
@@ -429,6 +447,7 @@ def test_containers_and_local_mode_run_the_same_start_scripts() -> None:
         "web": container_start_script("flask", "web"),
         "worker": container_start_script("flask", "celery"),
         "nginx": container_start_script("nginx", "runtime"),
+        "flower": container_start_script("flask", "flower"),
     }
     assert in_images == START_SCRIPTS
     # Extra workers (launch_celery_worker.sh's, and build.sh's when it restarts
