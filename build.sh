@@ -109,7 +109,8 @@ local_start() {
 
   [[ -f "$MODEL_PATH" ]] || (cd "$ROOT" && "$ROOT/flask/bin/train-model.sh" >&2)
   # The schema is created once here, before several processes race for it.
-  (cd "$ROOT" && flask --app iris_service init-db)
+  # Its log lines go to stderr: build.sh's stdout is the URL alone.
+  (cd "$ROOT" && flask --app iris_service init-db >&2)
 
   # The worker starts beside the web app (both take seconds to import), and
   # build.sh returns only once it consumes, as launch_celery_worker.sh does.
