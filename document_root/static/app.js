@@ -286,6 +286,7 @@
   }
 
   function finish(body) {
+    if (current && current.id === body.task_id) current.finished = true;
     refreshRecent();
     $("cancel-job").hidden = true;
     if (RETRYABLE.includes(body.state)) $("retry-actions").hidden = false;
@@ -485,8 +486,11 @@
       });
       const body = await readJson(response);
       if (response.status === 202) {
-        // The poll that is running sees REVOKED (now, or once the worker stops) and finishes.
-        showNotice($("job-message"), "Cancelling…", "warning");
+        // The running poll sees REVOKED and finishes the view; unless it already
+        // has (the answer can come after that poll), say the cancel is on its way.
+        if (!(current && current.id === taskId && current.finished)) {
+          showNotice($("job-message"), "Cancelling…", "warning");
+        }
       } else {
         showNotice($("job-message"), "Could not cancel: " + (body.error || response.status) +
           (body.state ? " (the job is " + body.state + ")" : "") + ".", "warning");
