@@ -301,11 +301,19 @@ class StatusStore:
             yield conn
 
     def create_pending(
-        self, task_id: str, inputs: dict[str, float], *, retry_of: str | None = None
+        self,
+        task_id: str,
+        inputs: dict[str, float],
+        *,
+        retry_of: str | None = None,
+        idempotency_key: tuple[str, str] | None = None,
     ) -> datetime:
         """Record a job as PENDING; must commit before its message is published.
 
         ``retry_of`` names the job this one submits again (POST .../retry).
+        ``idempotency_key`` (the key, the body's hash) is inserted first, in the
+        same transaction: a key already taken raises IntegrityError and nothing
+        is recorded (create_pending_with_key).
         """
         now = utcnow()
         job = {
@@ -316,6 +324,10 @@ class StatusStore:
             "retry_of": retry_of,
         }
         with self._tx() as conn:
+            if idempotency_key is not None:
+                key, digest = idempotency_key
+                claim = {"key": key, "body_sha256": digest, "task_id": task_id}
+                conn.execute(_INSERT_KEY, {**claim, "created_at": now, "confirmed_at": None})
             conn.execute(_INSERT_JOB, job)
             conn.execute(_INSERT_META, {"task_id": task_id, "status": "PENDING", "date_done": None})
         self.listener.published(
@@ -497,17 +509,10 @@ def create_pending_with_key(
     takes SQLite's write lock at once and waits for it under the busy timeout;
     a concurrent claim of the same key then fails on the primary key.
     """
-    now = utcnow()
-    job = {"task_id": task_id, "submitted_at": now, "inputs": json.dumps(inputs), "attempts": 0}
-    claim = {"key": key, "body_sha256": body_sha256, "task_id": task_id, "created_at": now}
     try:
-        with store._tx() as conn:
-            conn.execute(_INSERT_KEY, {**claim, "confirmed_at": None})
-            conn.execute(_INSERT_JOB, job)
-            conn.execute(_INSERT_META, {"task_id": task_id, "status": "PENDING", "date_done": None})
+        now = store.create_pending(task_id, inputs, idempotency_key=(key, body_sha256))
     except IntegrityError:
         return get_idempotency_key(store, key)
-    store.listener.published(JobStatus(task_id, "PENDING", now, None, None, attempts=0, job_id=0))
     return IdempotencyKey(key, body_sha256, task_id, now, None)
 
 
