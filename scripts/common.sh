@@ -7,10 +7,14 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VAR_DIR="${VAR_DIR:-$ROOT/var}"
 VENV="${VENV:-$ROOT/.venv}"
-SECRETS_ENV="$VAR_DIR/secrets.env"
-LOCAL_ENV="$VAR_DIR/local.env"
-LOG_DIR="$VAR_DIR/log"
-RUN_DIR="$VAR_DIR/run"
+# Read by the parts in scripts/lib/ and the scripts that source this file.
+# shellcheck disable=SC2034
+{
+  SECRETS_ENV="$VAR_DIR/secrets.env"
+  LOCAL_ENV="$VAR_DIR/local.env"
+  LOG_DIR="$VAR_DIR/log"
+  RUN_DIR="$VAR_DIR/run"
+}
 
 die() { echo "error: $*" >&2; exit 1; }
 info() { echo "==> $*" >&2; }
