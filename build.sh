@@ -8,7 +8,7 @@ set -o errexit -o nounset -o pipefail
 
 HTTP_PORT="${HTTP_PORT:-8000}"
 HTTP_BIND="${HTTP_BIND:-127.0.0.1}"
-ROLES=(nginx flower web worker rabbitmq)  # stop order; start order is the reverse
+ROLES=(nginx flower waiter web worker rabbitmq)  # stop order; start order is the reverse
 
 usage() {
   cat >&2 <<EOF
@@ -118,6 +118,7 @@ local_start() {
   from=$(($(stat -c %s "$worker_log" 2>/dev/null || echo 0) + 1))
   (cd "$ROOT" && start_role worker "$ROOT/flask/bin/start-worker.sh")
   (cd "$ROOT" && start_role web "$ROOT/flask/bin/start-web.sh")
+  (cd "$ROOT" && start_role waiter "$ROOT/flask/bin/start-waiter.sh")
   # Flower on loopback, behind nginx's /flower/ (start-nginx.sh proxies it
   # only when FLOWER_UPSTREAM is set).
   unset FLOWER_UPSTREAM FLOWER_HTPASSWD
@@ -131,6 +132,7 @@ local_start() {
 
   local url="http://127.0.0.1:$HTTP_PORT"
   wait_for web 60 test -S "$RUN_DIR/gunicorn.sock"
+  wait_for waiter 60 test -S "$RUN_DIR/waiter.sock"
   if flower_enabled; then
     wait_for flower 60 curl -fsS "http://$FLOWER_UPSTREAM/flower/healthcheck"
   fi

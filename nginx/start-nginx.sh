@@ -3,11 +3,13 @@
 # run nginx in the foreground. The same script runs in the nginx container.
 set -o errexit -o nounset -o pipefail
 if [[ "${1:-}" == "--help" ]]; then
-  echo "usage: start-nginx.sh [--check]   (env: NGINX_LISTEN FLASK_UPSTREAM DOCUMENT_ROOT REPORTS_DIR STATUS_DIR NGINX_RUN_DIR SUBMIT_RATE_LIMIT SUBMIT_RATE_BURST FLOWER_UPSTREAM FLOWER_HTPASSWD)" >&2
+  echo "usage: start-nginx.sh [--check]   (env: NGINX_LISTEN FLASK_UPSTREAM WAITER_UPSTREAM DOCUMENT_ROOT REPORTS_DIR STATUS_DIR NGINX_RUN_DIR SUBMIT_RATE_LIMIT SUBMIT_RATE_BURST FLOWER_UPSTREAM FLOWER_HTPASSWD)" >&2
   exit 0
 fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 : "${NGINX_LISTEN:?}" "${FLASK_UPSTREAM:?}" "${DOCUMENT_ROOT:?}" "${REPORTS_DIR:?}" "${NGINX_RUN_DIR:?}"
+# The waiter process, for status reads with ?wait= (Docker mode: its container).
+export WAITER_UPSTREAM="${WAITER_UPSTREAM:-waiter:8002}"
 # The status files nginx answers polls from (the app's STATUS_DIR, same default).
 export STATUS_DIR="${STATUS_DIR:-$REPORTS_DIR/status}"
 export NGINX_ERROR_LOG="${NGINX_ERROR_LOG:-/dev/stderr}"
@@ -40,7 +42,7 @@ mkdir -p "$NGINX_RUN_DIR"
 conf="$NGINX_RUN_DIR/nginx.conf"
 # Only our variables are substituted; nginx's own $host etc. stay as they are.
 # shellcheck disable=SC2016  # the names are for envsubst, not for the shell
-envsubst '${NGINX_LISTEN} ${FLASK_UPSTREAM} ${DOCUMENT_ROOT} ${REPORTS_DIR} ${STATUS_DIR} ${NGINX_RUN_DIR} ${NGINX_ERROR_LOG} ${NGINX_ACCESS_LOG} ${NGINX_SUBMIT_LIMIT_KEY} ${NGINX_SUBMIT_RATE} ${NGINX_SUBMIT_BURST} ${NGINX_FLOWER_ON} ${NGINX_FLOWER_OFF} ${NGINX_FLOWER_UPSTREAM} ${NGINX_FLOWER_HTPASSWD}' \
+envsubst '${NGINX_LISTEN} ${FLASK_UPSTREAM} ${WAITER_UPSTREAM} ${DOCUMENT_ROOT} ${REPORTS_DIR} ${STATUS_DIR} ${NGINX_RUN_DIR} ${NGINX_ERROR_LOG} ${NGINX_ACCESS_LOG} ${NGINX_SUBMIT_LIMIT_KEY} ${NGINX_SUBMIT_RATE} ${NGINX_SUBMIT_BURST} ${NGINX_FLOWER_ON} ${NGINX_FLOWER_OFF} ${NGINX_FLOWER_UPSTREAM} ${NGINX_FLOWER_HTPASSWD}' \
   < "${NGINX_TEMPLATE:-$here/nginx.conf.template}" > "$conf"
 nginx -t -q -c "$conf" -p "$NGINX_RUN_DIR"
 # --check: render and validate only (the nginx image build runs this).

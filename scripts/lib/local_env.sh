@@ -92,6 +92,7 @@ load_local_env() {
   export MODEL_PATH="${MODEL_PATH:-$VAR_DIR/model/iris_model.json}"
   export GUNICORN_BIND="unix:$RUN_DIR/gunicorn.sock"
   export FLASK_UPSTREAM="unix:$RUN_DIR/gunicorn.sock"
+  export WAITER_BIND="unix:$RUN_DIR/waiter.sock" WAITER_UPSTREAM="unix:$RUN_DIR/waiter.sock"
   export NGINX_LISTEN="127.0.0.1:${HTTP_PORT:-8000}"
   export NGINX_RUN_DIR="$RUN_DIR/nginx"
   export NGINX_ERROR_LOG="$LOG_DIR/nginx-error.log"

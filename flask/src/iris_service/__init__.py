@@ -15,8 +15,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import logs, metrics
 from . import store as store_module
 from .celery_app import celery_config, celery_init_app
-from .config import Settings, load_settings, status_dir
+from .config import GunicornSettings, Settings, load_settings, status_dir
 from .errors import register_error_handlers
+from .job_ends import InAppWaits
 from .status_files import StatusFiles
 from .store import StatusStore, init_schema
 
@@ -65,6 +66,12 @@ def create_app(
         files.prepare()
     app.extensions["iris_settings"] = settings
     app.extensions["iris_store"] = store
+    # ?wait= straight from gunicorn (nginx sends waits to the waiter process):
+    # by default one thread of each process stays free for other requests.
+    slots = settings.status_wait_slots
+    if slots is None:
+        slots = GunicornSettings().threads - 1
+    app.extensions["iris_waits"] = InAppWaits(settings.broker_url, slots)
     store_module.init_app(app)
     celery_init_app(app)
 

@@ -251,6 +251,20 @@ class Settings(_Logged):
         description="Benchmark-only inline endpoint (bench_views.py); never on in production",
     )
 
+    # ?wait= on the status (job_ends.py, waiter.py)
+    status_wait_slots: int | None = Field(
+        default=None,
+        ge=0,
+        validation_alias="STATUS_WAIT_SLOTS",
+        description="Waits (?wait=) a gunicorn process holds in its own threads when a client "
+        "reaches it directly; past that a wait answers at once. Unset: GUNICORN_THREADS - 1",
+    )
+    waiter_bind: str = Field(
+        default="127.0.0.1:8002",
+        validation_alias="WAITER_BIND",
+        description="Where the waiter process (waiter.py) listens: host:port or unix:path",
+    )
+
     # issue 14 part C: metrics (GET /flask/metrics, metrics.py)
     metrics_token: str | None = Field(
         default=None,

@@ -22,6 +22,7 @@ from celery.backends.database import DatabaseBackend
 from kombu.utils.encoding import ensure_bytes
 from sqlalchemy import BindParameter, Engine, bindparam, insert, select, update
 
+from . import job_ends
 from .status_files import StatusFiles
 from .store import TASKMETA, NoListener, StatusListener, make_engine, read_status
 
@@ -121,6 +122,8 @@ class SQLResultBackend(DatabaseBackend):  # type: ignore[misc]
             job = read_status(conn, task_id)
         if job is not None:
             self._listener.published(job)
+            if job_ends.is_final(job):  # committed: the waits on it may answer (?wait=)
+                job_ends.announce(self.app, task_id)
 
 
 def _completed_at(result: Any, state: str) -> datetime | None:

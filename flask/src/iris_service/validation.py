@@ -15,7 +15,7 @@ import math
 import re
 import sys
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -220,3 +220,30 @@ def is_task_id(value: str) -> bool:
 def is_idempotency_key(value: str) -> bool:
     """True for a valid Idempotency-Key header value (1-128 visible ASCII characters)."""
     return IDEMPOTENCY_KEY_RE.fullmatch(value) is not None
+
+
+# ``?wait=`` on the status (job_ends.py, waiter.py): how long a read may wait
+# for the job to end, in seconds.
+MAX_WAIT_SECONDS = 30.0
+WAIT_MESSAGE = f"wait must be a number of seconds, more than 0 and at most {MAX_WAIT_SECONDS:g}"
+
+
+class InvalidWaitError(ValueError):
+    """A ``wait`` query parameter that is not 0 < seconds <= 30, or is given twice."""
+
+
+def wait_seconds(values: Sequence[str]) -> float | None:
+    """The seconds the query's ``wait`` values ask for; None without one.
+
+    Written as a form number is ("5", "0.5", "1e1"), nothing else: "nan",
+    "inf", "" and blanks are refused, as is a repeated ``wait``.
+    """
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidWaitError("wait is given more than once")
+    text = values[0]
+    seconds = float(text) if _DECIMAL_RE.fullmatch(text) else math.nan
+    if not 0 < seconds <= MAX_WAIT_SECONDS:  # False for nan too
+        raise InvalidWaitError(WAIT_MESSAGE)
+    return seconds

@@ -1,7 +1,9 @@
 """The HTTP API under /flask, exactly as docs/architecture.md and the README describe it.
 
 No view ever waits on a task: submits publish and return 202, every other
-route reads the status store.
+route reads the status store. The one wait is the status read's ``?wait=``,
+which nginx hands to the waiter process (waiter.py); straight from gunicorn a
+few are held in threads (job_ends.InAppWaits).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import idempotency, logs, metrics, probability_png, reports
+from . import idempotency, job_ends, logs, metrics, probability_png, reports
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .errors import ApiError, unavailable
@@ -27,12 +29,14 @@ from .openapi import openapi_document
 from .status_body import CANCELLED_BY_RE, encode, iso, status_body
 from .store import TASK_STATES, JobStatus, StatusStore
 from .validation import (
+    InvalidWaitError,
     MalformedBodyError,
     Measurements,
     decode_json,
     normalise_task_id,
     validate_form,
     validate_json,
+    wait_seconds,
 )
 
 log = logging.getLogger(__name__)
@@ -156,10 +160,24 @@ def _lookup(task_id: str) -> JobStatus:
     return job
 
 
+def _wait_seconds() -> float | None:
+    """The request's ``?wait=`` in seconds (None without one); 400 when it is not valid."""
+    try:
+        return wait_seconds(request.args.getlist("wait"))
+    except InvalidWaitError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
 @bp.get("/status/<task_id>")
 def status(task_id: str) -> Response:
+    # The same checks, in the same order, as the waiter process's (waiter.py).
+    seconds = _wait_seconds()
+    job = _lookup(task_id)
+    if seconds is not None and not job_ends.is_final(job):
+        waits: job_ends.InAppWaits = current_app.extensions["iris_waits"]
+        job = waits.wait(_store(), job.task_id, seconds) or job
     # The same bytes as the job's status file, which nginx answers polls from.
-    body = encode(status_body(_lookup(task_id)))
+    body = encode(status_body(job))
     return Response(body, mimetype="application/json")
 
 
@@ -292,6 +310,7 @@ def cancel(task_id: str) -> Response:
             state=cancelled.state,
             status_url=url_for("api.status", task_id=job.task_id),
         )
+    job_ends.announce(_celery(), job.task_id)  # wakes the waits on it (?wait=)
     _revoke_in_workers(job.task_id)
     metrics.job_cancelled()
     # A run that passed its last check before the cancel may have written the
