@@ -34,6 +34,10 @@ from .validation import InvalidWaitError, normalise_task_id, wait_seconds
 
 log = logging.getLogger(__name__)
 
+# Hundreds of waits may connect at once (nginx opens one upstream connection
+# per wait): tornado's default backlog of 128 would refuse the rest.
+_BACKLOG = 4096
+
 
 class _WaitHandler(RequestHandler):
     """Shared by the routes: JSON answers as the app writes them."""
@@ -167,10 +171,11 @@ async def serve(settings: Settings) -> None:
     server = HTTPServer(app)
     if settings.waiter_bind.startswith("unix:"):
         # nginx's workers may run as another user (as for gunicorn's socket).
-        server.add_socket(bind_unix_socket(settings.waiter_bind.removeprefix("unix:"), mode=0o666))
+        path = settings.waiter_bind.removeprefix("unix:")
+        server.add_socket(bind_unix_socket(path, mode=0o666, backlog=_BACKLOG))
     else:
         host, _, port = settings.waiter_bind.rpartition(":")
-        server.add_sockets(bind_sockets(int(port), host or None))
+        server.add_sockets(bind_sockets(int(port), host or None, backlog=_BACKLOG))
     subscriber.start()
     log.info("waiter listening on %s", settings.waiter_bind)
     stop = asyncio.Event()
