@@ -4,6 +4,9 @@
   URL with backoff until SUCCESS or FAILURE, downloads the PDF. Each job's
   submit-to-done time is its own entry (type ``JOB``, name ``submit-to-done``),
   so the report shows end-to-end job latency next to the request latencies.
+- ``WaitingPredictingUser``: the same, but each status read is a
+  ``?wait=`` that answers when the job ends (``WAIT_SECONDS``, default 10),
+  instead of polls (its reads are named ``GET /flask/status/[id]?wait=``).
 - ``StatusWatcher``: reads the task list and the statuses of listed jobs.
 - ``BurstUser``: only submits, for queue-growth and back-pressure runs. 503
   (queue full or broker down) and 429 (nginx's per-address submit limit) are
@@ -30,6 +33,7 @@ FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 DONE = ("SUCCESS", "FAILURE")
 JOB_TIMEOUT = float(os.environ.get("JOB_TIMEOUT", "60"))
 BACKPRESSURE = (429, 503)
+WAIT_SECONDS = float(os.environ.get("WAIT_SECONDS", "10"))
 
 
 def measurements() -> dict[str, float]:
@@ -100,6 +104,29 @@ class PredictingUser(FastHttpUser):
                 return body["state"], TimeoutError(f"job not done after {JOB_TIMEOUT:.0f} s")
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+class WaitingPredictingUser(PredictingUser):
+    """PredictingUser, reading the status with ?wait= (one read per job, usually)."""
+
+    def _wait(self, status_url: str, start: float) -> tuple[str, Exception | None]:
+        """Read with ?wait= until the job is finished; each read answers at its end."""
+        while True:
+            with self.client.get(
+                f"{status_url}?wait={WAIT_SECONDS:g}",
+                name="GET /flask/status/[id]?wait=",
+                catch_response=True,
+            ) as response:
+                if response.status_code != 200:
+                    response.failure(f"status answered {response.status_code}")
+                    return "UNKNOWN", RuntimeError(f"status answered {response.status_code}")
+                body = response.json()
+            if body["state"] in DONE:
+                if body["state"] == "FAILURE":
+                    return "FAILURE", RuntimeError(f"job failed: {body.get('error')}")
+                return "SUCCESS", None
+            if time.perf_counter() - start > JOB_TIMEOUT:
+                return body["state"], TimeoutError(f"job not done after {JOB_TIMEOUT:.0f} s")
 
 
 class StatusWatcher(FastHttpUser):

@@ -21,7 +21,8 @@ usage: locust/run.sh [options]
   -t, --run-time T         run time, e.g. 30s, 5m (default $run_time)
   -H, --host URL           the service (default $host; start it with ./build.sh)
   -c, --classes "A B"      user classes (default "$classes";
-                           also BurstUser, paced by BURST_RATE submits/s per user)
+                           also WaitingPredictingUser, which reads with ?wait=, and
+                           BurstUser, paced by BURST_RATE submits/s per user)
   --max-fail-ratio R       fail above this failure ratio (default $max_fail_ratio)
   --max-job-p95-ms MS      fail above this p95 of submit-to-done (default $max_job_p95_ms)
   -o, --results DIR        where CSV and HTML go (default locust/results)
@@ -52,7 +53,8 @@ prefix="${prefix:-run-$(date -u +%Y%m%dT%H%M%SZ)}"
 out="$results/$prefix"
 read -r -a class_list <<<"$classes"
 expect_jobs=()
-[[ " $classes " == *" PredictingUser "* ]] && expect_jobs=(--expect-jobs)
+[[ " $classes " == *" PredictingUser "* || " $classes " == *" WaitingPredictingUser "* ]] \
+  && expect_jobs=(--expect-jobs)
 
 info "locust: ${users} users (${classes}) against $host for $run_time"
 # Thresholds are judged below from the CSV, so Locust's own exit code is not used;

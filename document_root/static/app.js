@@ -1,5 +1,6 @@
 /* The iris service's page: validates and submits the form, follows the job
- * (polling its status URL with backoff), shows the answer and keeps the
+ * (a status read with ?wait=, which answers when the job ends; polling with
+ * backoff if a wait is refused), shows the answer and keeps the
  * recent-jobs list fresh. Plain script, no framework, no build step; it only
  * talks to the JSON API under /flask. */
 "use strict";
@@ -13,6 +14,8 @@
   const POLL_FIRST_MS = 200;
   const POLL_MAX_MS = 2000;
   const POLL_FACTOR = 1.5;
+  // Each status read waits up to this long for the job to end (?wait=, at most 30).
+  const WAIT_SECONDS = 20;
   // Give up (with a message) after three minutes; tests shorten it before the page loads.
   const POLL_TIMEOUT_MS = Number(window.IRIS_POLL_TIMEOUT_MS) || 180000;
   const SUBMIT_RETRIES = 5; // automatic resubmits after a 503
@@ -241,11 +244,20 @@
   async function poll(taskId, statusUrl, signal) {
     const started = Date.now();
     let delay = POLL_FIRST_MS;
+    // Read with ?wait= (the answer comes when the job ends, or when the wait
+    // runs out); once a wait is refused (an error or no answer), poll with backoff.
+    let waiting = true;
+    const waitUrl = statusUrl + (statusUrl.includes("?") ? "&" : "?") + "wait=" + WAIT_SECONDS;
     while (!signal.aborted) {
       let problem = "";
       try {
-        const response = await fetch(statusUrl, { headers: { Accept: "application/json" }, signal });
+        const response = await fetch(waiting ? waitUrl : statusUrl,
+          { headers: { Accept: "application/json" }, signal });
         const body = await readJson(response);
+        if (waiting && !response.ok) {
+          waiting = false;
+          continue;
+        }
         if (response.ok) {
           showNotice($("job-message"), "");
           setProgress(body.progress, body.stage, body.state);
@@ -269,6 +281,10 @@
         }
       } catch (err) {
         if (signal.aborted) return;
+        if (waiting) {
+          waiting = false;
+          continue;
+        }
         problem = "Network error while checking the job; still trying…";
       }
       if (problem) showNotice($("job-message"), problem, "warning");
@@ -279,6 +295,11 @@
           "error");
         $("job-actions").hidden = false;
         return;
+      }
+      if (waiting) {
+        // The wait ran out: ask again, after a pause in case a server answered at once.
+        await sleep(POLL_FIRST_MS, signal);
+        continue;
       }
       await sleep(delay, signal);
       delay = Math.min(POLL_MAX_MS, delay * POLL_FACTOR);

@@ -325,6 +325,35 @@ def test_network_errors_are_shown(page: Page) -> None:
     assert len(dropped) == 2
 
 
+def test_the_page_waits_for_the_end_instead_of_polling(page: Page) -> None:
+    """Every status read of a job is a ?wait= (the job ends within the first)."""
+    asked: list[str] = []
+    page.on(
+        "request",
+        lambda request: asked.append(request.url) if "/flask/status/" in request.url else None,
+    )
+    run_example(page, "versicolor")
+    assert asked, "the page never read the status"
+    assert all("?wait=20" in url for url in asked), asked
+
+
+def test_a_refused_wait_falls_back_to_polling(page: Page) -> None:
+    """A refused wait (400) is injected; the polls that follow are real."""
+    refused: list[str] = []
+
+    def refuse_waits(route: Route) -> None:
+        if "wait=" in route.request.url:
+            refused.append(route.request.url)
+            route.fulfill(status=400, content_type="application/json", body='{"error": "no"}')
+        else:
+            route.continue_()
+
+    page.route(STATUS_URL, refuse_waits)
+    run_example(page, "setosa")
+    assert len(refused) == 1  # refused once, then plain polls
+    expect(page.locator("#job-message")).to_be_hidden()
+
+
 def test_gives_up_after_the_timeout_and_can_resume(browser: Browser, stack: Stack) -> None:
     """A job stuck in the queue is injected (status always PENDING); resuming is real."""
     context = browser.new_context(base_url=stack.base_url)
@@ -337,7 +366,7 @@ def test_gives_up_after_the_timeout_and_can_resume(browser: Browser, stack: Stac
 
         def stuck(route: Route) -> None:
             polled.append(route.request.url)
-            task_id = route.request.url.rsplit("/", 1)[1]
+            task_id = route.request.url.rsplit("/", 1)[1].partition("?")[0]
             body = {"task_id": task_id, "state": "PENDING", "progress": 0.0, "stage": "queued"}
             route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
 
@@ -363,7 +392,7 @@ def test_failed_task_is_shown_plainly(page: Page) -> None:
     (IRIS_TEST_HOOKS) and so a stack of its own, which this shared-stack module avoids."""
 
     def failed(route: Route) -> None:
-        task_id = route.request.url.rsplit("/", 1)[1]
+        task_id = route.request.url.rsplit("/", 1)[1].partition("?")[0]
         route.fulfill(
             status=200,
             content_type="application/json",

@@ -48,6 +48,30 @@ def test_headless_run_completes_jobs_without_failures(stack: Stack, tmp_path: Pa
     assert int(rows[("", "Aggregated")]["Failure Count"]) == 0
 
 
+@pytest.mark.stack
+def test_the_waiting_user_reads_with_wait(stack: Stack, tmp_path: Path) -> None:
+    run = subprocess.run(
+        [
+            str(ROOT / "locust" / "run.sh"),
+            *("-c", "WaitingPredictingUser", "-u", "4", "-r", "4", "-t", "6s"),
+            *("-H", stack.base_url, "-o", str(tmp_path), "--prefix", "ci"),
+            *("--max-fail-ratio", "0", "--max-job-p95-ms", "60000"),
+        ],
+        env=stack.env,
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        timeout=240,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    rows = _rows(tmp_path / "ci_stats.csv")
+    assert int(rows[("JOB", "submit-to-done")]["Request Count"]) > 0
+    assert int(rows[("GET", "GET /flask/status/[id]?wait=")]["Request Count"]) > 0
+    assert ("GET", "GET /flask/status/[id]") not in rows  # no polls
+    assert int(rows[("", "Aggregated")]["Failure Count"]) == 0
+
+
 def _summary(**overrides: float) -> check_results.Summary:
     values: dict[str, float] = {
         "requests": 100,
