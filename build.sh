@@ -155,7 +155,7 @@ docker_project_containers() {
   local format="{{.Names}} {{.Label \"$DOCKER_PROJECT.role\"}}"
   if ((DRY_RUN)); then
     dk ps --all --filter "label=$DOCKER_PROJECT.role" --format "$format"
-    local pretend=("$C_NGINX nginx" "$C_WEB web" "$(docker_worker_container worker1) worker"
+    local pretend=("$C_NGINX nginx" "$C_WAITER waiter" "$C_WEB web" "$(docker_worker_container worker1) worker"
       "$(docker_worker_container worker2) worker" "$C_RABBITMQ rabbitmq")
     if flower_enabled; then pretend+=("$C_FLOWER flower"); fi
     echo "# supposing an earlier run left these (worker2 from launch_celery_worker.sh):" >&3
@@ -249,6 +249,10 @@ docker_start() {
     docker_wait_healthy "$(docker_worker_container "$name")" 120
   done
   ((${#extra[@]} == 0)) || info "restarted workers ${extra[*]}"
+  # Before nginx, which resolves its name at start.
+  info "starting the waiter ($C_WAITER)"
+  docker_run_waiter >/dev/null
+  docker_wait_healthy "$C_WAITER" 60
 
   # Flower before nginx, which resolves its name at start; nginx gets the
   # password's hash, never the password.

@@ -18,6 +18,8 @@ C_RABBITMQ="$DOCKER_PROJECT-rabbitmq"
 C_WEB="$DOCKER_PROJECT-flask"
 # shellcheck disable=SC2034
 C_NGINX="$DOCKER_PROJECT-nginx"
+# shellcheck disable=SC2034
+C_WAITER="$DOCKER_PROJECT-waiter"
 DRY_RUN=0  # build.sh --dry-run sets it (never from the environment)
 
 # Run docker, or under --dry-run print the command (shell-quoted, one line) on
@@ -55,6 +57,18 @@ docker_run_worker() {  # worker name (worker1, worker2, ...)
     --volume "$ROOT/db:/app/db" \
     --volume "$ROOT/document_root/reports:/app/document_root/reports" \
     "$DOCKER_PROJECT-celery:$IMAGE_TAG"
+}
+
+# The waiter (status reads with ?wait=, iris_service/waiter.py): the web image
+# running start-waiter.sh, reached by nginx as waiter:8002; it reads the database.
+docker_run_waiter() {
+  local opts
+  mapfile -t opts < <(docker_common_opts "$C_WAITER" waiter)
+  dk run "${opts[@]}" --hostname waiter --network-alias waiter \
+    --env-file "$SECRETS_ENV" --env WAITER_BIND=0.0.0.0:8002 \
+    --health-cmd "python -I -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8002/waiter/health', timeout=4)\"" \
+    --volume "$ROOT/db:/app/db" \
+    "$DOCKER_PROJECT-flask:$IMAGE_TAG" /app/flask/bin/start-waiter.sh
 }
 
 # The names (worker1, worker2, ...) of the project's worker containers, running or not.

@@ -11,7 +11,7 @@ from typing import Any
 
 from .status_body import CANCELLED_BY_RE
 from .store import TASK_STATES as _STATES
-from .validation import IDEMPOTENCY_KEY_RE, TASK_ID_RE, Measurements
+from .validation import IDEMPOTENCY_KEY_RE, MAX_WAIT_SECONDS, TASK_ID_RE, Measurements
 
 TASK_STATES = list(_STATES)
 
@@ -188,11 +188,24 @@ def _schemas() -> dict[str, Any]:
     }
 
 
+# ?wait= on the status (job_ends.py, waiter.py).
+_WAIT = {
+    "name": "wait",
+    "in": "query",
+    "required": False,
+    "description": "Wait up to this many seconds for the job to end (SUCCESS, FAILURE or "
+    "REVOKED): the answer comes as soon as it has, or when the wait runs out, with the "
+    "same body as without it (then the state is not final yet: ask again). Without it "
+    "the read never blocks.",
+    "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WAIT_SECONDS},
+}
+
+
 def openapi_document() -> dict[str, Any]:
     """Build the document; cheap enough to build per request, and never stale."""
     status_answers = {
         "200": _json(_ref("Status"), "the job's state"),
-        "400": _error("malformed task id"),
+        "400": _error("malformed task id; wait not a number with 0 < wait <= 30"),
         "404": _error("no job with this id"),
     }
     return {
@@ -201,7 +214,8 @@ def openapi_document() -> dict[str, Any]:
             "title": "Iris prediction service",
             "version": "1.0.0",
             "description": "Submit four iris measurements; a worker predicts the species "
-            "and writes a PDF report; poll the status URL, then download the PDF. "
+            "and writes a PDF report; read the status URL with ?wait= (or poll it), "
+            "then download the PDF. "
             "OPTIONS on any path answers 204 with Allow listing its methods.",
         },
         "paths": {
@@ -251,14 +265,14 @@ def openapi_document() -> dict[str, Any]:
             "/flask/status/{task_id}": {
                 "get": {
                     "summary": "A job's state",
-                    "parameters": [_TASK_ID],
+                    "parameters": [_TASK_ID, _WAIT],
                     "responses": status_answers,
                 }
             },
             "/flask/status": {
                 "get": {
                     "summary": "A job's state (id in the query)",
-                    "parameters": [{**_TASK_ID, "in": "query"}],
+                    "parameters": [{**_TASK_ID, "in": "query"}, _WAIT],
                     "responses": status_answers,
                 }
             },

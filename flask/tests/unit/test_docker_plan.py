@@ -33,6 +33,8 @@ START_SCRIPTS = {
     "nginx": "nginx/start-nginx.sh",
     # The optional role (FLOWER=1): its own image target, its own script.
     "flower": "flask/bin/start-flower.sh",
+    # The web image, its command given on the docker run line.
+    "waiter": "flask/bin/start-waiter.sh",
 }
 
 
@@ -127,7 +129,7 @@ def runs(plan: list[list[str]]) -> dict[str, Run]:
     by_role: dict[str, Run] = {}
     for run in all_runs(plan):
         by_role.setdefault(run.get("--label")[0].split("=", 1)[1], run)
-    assert len(by_role) == 4, by_role
+    assert len(by_role) == 5, by_role
     return by_role
 
 
@@ -194,7 +196,9 @@ def test_every_container_on_the_network_with_restart_policy(runs: dict[str, Run]
         assert run.get("--network") == ["iris-net"], role
         assert run.get("--restart") == ["unless-stopped"], role
         assert "--detach" in run.options, role
-        assert run.command == [], f"{role} overrides the image's start script"
+        # The waiter alone runs another role's image (web's) with its own script.
+        expected = ["/app/flask/bin/start-waiter.sh"] if role == "waiter" else []
+        assert run.command == expected, f"{role} overrides the image's start script"
         built.add(run.image)
     assert built == {
         "iris-rabbitmq:latest",
@@ -440,7 +444,7 @@ def local_start_scripts() -> dict[str, str]:
     return found
 
 
-def test_containers_and_local_mode_run_the_same_start_scripts() -> None:
+def test_containers_and_local_mode_run_the_same_start_scripts(runs: dict[str, Run]) -> None:
     assert local_start_scripts() == START_SCRIPTS
     in_images = {
         "rabbitmq": container_start_script("rabbitmq", "stage0"),
@@ -448,6 +452,7 @@ def test_containers_and_local_mode_run_the_same_start_scripts() -> None:
         "worker": container_start_script("flask", "celery"),
         "nginx": container_start_script("nginx", "runtime"),
         "flower": container_start_script("flask", "flower"),
+        "waiter": runs["waiter"].command[0].removeprefix("/app/"),
     }
     assert in_images == START_SCRIPTS
     # Extra workers (launch_celery_worker.sh's, and build.sh's when it restarts
@@ -640,6 +645,7 @@ def test_nginx_config_renders_with_the_images_settings(tmp_path: Path) -> None:
     # the shared template must stay valid for Docker mode too.
     env = {**os.environ, **dockerfile_env("nginx")}
     env.update(FLASK_UPSTREAM="127.0.0.1:8000", NGINX_RUN_DIR=str(tmp_path / "nginx"))
+    env["WAITER_UPSTREAM"] = "127.0.0.1:8002"  # as the image's check stage has it
     env["DOCUMENT_ROOT"] = str(ROOT / "document_root")
     env["REPORTS_DIR"] = str(tmp_path / "reports")
     result = subprocess.run(

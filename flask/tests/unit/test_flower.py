@@ -308,6 +308,7 @@ def render_nginx(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedPro
         **base,
         "NGINX_LISTEN": "127.0.0.1:8080",
         "FLASK_UPSTREAM": "127.0.0.1:8000",
+        "WAITER_UPSTREAM": "127.0.0.1:8002",
         "DOCUMENT_ROOT": str(ROOT / "document_root"),
         "REPORTS_DIR": str(tmp_path / "reports"),
         "NGINX_RUN_DIR": str(tmp_path / "nginx"),

@@ -132,3 +132,11 @@ def test_wake_reaches_only_the_waits_on_that_job() -> None:
         assert len(waiters) == 2
     assert len(waiters) == 0
     waiters.wake("a")  # nobody waits: nothing to do
+
+
+def test_openapi_documents_the_wait(client: FlaskClient) -> None:
+    paths = client.get("/flask/openapi.json").get_json()["paths"]
+    for path in ("/flask/status/{task_id}", "/flask/status"):
+        (wait,) = [p for p in paths[path]["get"]["parameters"] if p["name"] == "wait"]
+        assert wait["in"] == "query"
+        assert wait["schema"] == {"type": "number", "exclusiveMinimum": 0, "maximum": 30.0}
