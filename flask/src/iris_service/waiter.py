@@ -30,7 +30,7 @@ from .config import Settings, load_settings
 from .job_ends import FINAL_STATES, JobEndSubscriber, Waiters
 from .status_body import encode, status_body
 from .store import JobStatus, StatusStore
-from .validation import InvalidWaitError, normalise_task_id, wait_seconds
+from .validation import MAX_WAIT_SECONDS, InvalidWaitError, normalise_task_id, wait_seconds
 
 log = logging.getLogger(__name__)
 
@@ -183,11 +183,14 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    # Stop taking requests; those in flight end with their wait (30 s at most)
-    # and are answered as usual, rather than cut off.
+    # Stop taking connections; the waits in flight end as usual, rather than
+    # cut off, within the longest wait (nginx may still send new ones on its
+    # kept-alive connections meanwhile: those are closed at the bound).
     server.stop()
-    while len(waiters):
+    bound = loop.time() + MAX_WAIT_SECONDS + 1
+    while len(waiters) and loop.time() < bound:
         await asyncio.sleep(0.1)
+    await server.close_all_connections()
     subscriber.should_stop = True
     log.info("waiter stopped")
 
