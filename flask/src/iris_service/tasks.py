@@ -5,10 +5,16 @@ temporary file and renamed into place, and Celery's backend ignores writes
 after SUCCESS, so a redelivered job cannot leave two reports or two answers.
 
 A job can be cancelled (REVOKED) at any time by the web app. The task looks at
-the job's state at its safe points: when it starts, before it writes the PDF
-and after; a cancelled job stops there with no result and no PDF. The backend
-refuses to write over REVOKED, so even a run that passed its last check cannot
-turn a cancelled job into SUCCESS (the web app removes such a run's PDF).
+the job's state at its safe points: when it starts (in the transaction that
+counts the attempt) and after it has written the PDF; a cancelled job stops
+there with no result and no PDF. The backend refuses to write over REVOKED, so
+even a run that passed its last check cannot turn a cancelled job into SUCCESS
+(the web app removes such a run's PDF).
+
+A job writes two states of its own, STARTED and SUCCESS (or FAILURE): the
+prediction takes microseconds and the report a few milliseconds, less than a
+poll interval, so neither gets a PROGRESS write (each write is a transaction
+and a status file, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -77,12 +83,9 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
     measurements = Measurements.model_validate(features, strict=True)
     if settings.test_hooks:
         testhooks.inject_fault(task, settings, measurements.sepal_length)
-    # Predicting takes microseconds: no state write of its own (each costs more).
     values = measurements.model_dump()
     model = get_model(settings.model_path)
     prediction = model.predict(values)
-    task.update_state(state="PROGRESS", meta={"stage": "writing report", "progress": 0.6})
-    _stop_if_cancelled(store, settings, task_id)
     completed = datetime.now(UTC)
     metrics.report_written(
         write_report(settings, model, task_id, values, prediction, attempt.submitted_at, completed)

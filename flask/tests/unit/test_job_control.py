@@ -226,17 +226,10 @@ def test_a_redelivered_cancelled_job_stays_revoked(app: Flask) -> None:
 
 
 class FakeTask:
-    """What tasks.predict uses of a bound Celery task; ``on_progress`` runs at its PROGRESS."""
+    """What tasks.predict uses of a bound Celery task."""
 
-    def __init__(self, app: Flask, task_id: str, on_progress: Any = None) -> None:
+    def __init__(self, task_id: str) -> None:
         self.request = SimpleNamespace(id=task_id)
-        self.backend = app.extensions["celery"].backend
-        self.on_progress = on_progress
-
-    def update_state(self, state: str, meta: dict[str, Any]) -> None:
-        if self.on_progress is not None:
-            self.on_progress()
-        self.backend.store_result(self.request.id, meta, state)
 
 
 def run_task(app: Flask, task: FakeTask) -> dict[str, Any]:
@@ -250,26 +243,35 @@ def pdf_of(app: Flask, task_id: str) -> Path:
 
 def test_task_succeeds_when_not_cancelled(app: Flask) -> None:
     task_id = pending(app, VIRGINICA)
-    result = run_task(app, FakeTask(app, task_id))
+    result = run_task(app, FakeTask(task_id))
     assert result["label"] == "virginica"
     assert pdf_of(app, task_id).is_file()
 
 
-def test_task_does_not_run_a_cancelled_job(app: Flask) -> None:
+def test_task_does_not_run_a_cancelled_job(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     task_id = pending(app, VIRGINICA)
     store_of(app).cancel(task_id, "me")
+    monkeypatch.setattr(tasks, "write_report", lambda *_: pytest.fail("it ran"))
     with pytest.raises(Ignore):
-        run_task(app, FakeTask(app, task_id, on_progress=lambda: pytest.fail("it ran")))
+        run_task(app, FakeTask(task_id))
     assert not pdf_of(app, task_id).exists()
     job = store_of(app).get(task_id)
     assert job is not None and job.state == "REVOKED"
 
 
-def test_task_stops_before_the_pdf_when_cancelled_while_running(app: Flask) -> None:
+def test_task_leaves_no_pdf_when_cancelled_before_its_report(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
     task_id = pending(app, VIRGINICA)
-    task = FakeTask(app, task_id, on_progress=lambda: store_of(app).cancel(task_id, "me"))
+    write_report = tasks.write_report
+
+    def get_cancelled_then_write(*args: Any) -> int:
+        store_of(app).cancel(task_id, "me")
+        return write_report(*args)
+
+    monkeypatch.setattr(tasks, "write_report", get_cancelled_then_write)
     with pytest.raises(Ignore):
-        run_task(app, task)
+        run_task(app, FakeTask(task_id))
     assert not pdf_of(app, task_id).exists()
     job = store_of(app).get(task_id)
     assert job is not None and job.state == "REVOKED"
@@ -289,7 +291,7 @@ def test_task_removes_its_pdf_when_cancelled_while_writing_it(
 
     monkeypatch.setattr(tasks, "write_report", write_then_get_cancelled)
     with pytest.raises(Ignore):
-        run_task(app, FakeTask(app, task_id))
+        run_task(app, FakeTask(task_id))
     assert not pdf_of(app, task_id).exists()
 
 
