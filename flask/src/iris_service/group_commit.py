@@ -89,18 +89,30 @@ class ConfirmedPublisher:
         # delivery tag -> index in the batch being confirmed, and the outcomes.
         self._unconfirmed: dict[int, int] = {}
         self._outcomes: list[RefusedError | None] = []
+        # The indexes of the batch published in the current try, in order.
+        self._published: list[int] = []
 
     def __call__(self, jobs: Sequence[Job]) -> list[RefusedError | None]:
+        self._outcomes = [RefusedError(BROKER_DOWN) for _ in jobs]
+        todo = list(range(len(jobs)))
         # A connection the broker dropped since the last batch shows as an error
-        # at the first publish: one more try on a new connection, as Celery's
-        # publish retry would (task_publish_retry_policy).
+        # at the first publish or read: one more try, on a new connection, of
+        # the messages neither confirmed nor refused, as Celery's publish retry
+        # would (task_publish_retry_policy). No confirm in time is no retry:
+        # the broker is up but does not take messages.
         for attempt in (1, 2):
+            self._unconfirmed = {}
             try:
-                return self._publish(jobs)
+                self._publish(jobs, todo)
+                break
             except BROKER_ERRORS as exc:
+                unsettled = set(self._unconfirmed.values()) | set(todo[len(self._published) :])
+                todo = sorted(unsettled)
                 self._close()
-                log.warning("publish of %d jobs failed (try %d): %r", len(jobs), attempt, exc)
-        return [RefusedError(BROKER_DOWN) for _ in jobs]
+                log.warning("publish of %d jobs failed (try %d): %r", len(todo), attempt, exc)
+                if isinstance(exc, TimeoutError):
+                    break
+        return self._outcomes
 
     def _connect(self) -> Producer:
         if self._producer is not None:
@@ -145,12 +157,13 @@ class ConfirmedPublisher:
         # RabbitMQ nacks a publish to a full queue (x-overflow: reject-publish).
         self._settle(tag, multiple, RefusedError(QUEUE_FULL))
 
-    def _publish(self, jobs: Sequence[Job]) -> list[RefusedError | None]:
+    def _publish(self, jobs: Sequence[Job], todo: list[int]) -> None:
+        """Publish the messages of ``jobs[i] for i in todo``, then wait for their confirms."""
+        self._published = []
         producer = self._connect()
         amqp = self._app.amqp
-        self._outcomes = [RefusedError(BROKER_DOWN) for _ in jobs]
-        self._unconfirmed = {}
-        for index, job in enumerate(jobs):
+        for index in todo:
+            job = jobs[index]
             # The reprs Celery logs and shows in monitors, given here: deriving
             # them (saferepr) was a sixth of a submit's CPU.
             headers, properties, body, _ = amqp.create_task_message(
@@ -174,6 +187,7 @@ class ConfirmedPublisher:
                 headers=headers,
                 **properties,
             )
+            self._published.append(index)
             self._unconfirmed[self._next_tag] = index
             self._next_tag += 1
         conn = self._conn
@@ -184,7 +198,6 @@ class ConfirmedPublisher:
             if remaining <= 0:
                 raise TimeoutError("no confirm from the broker in time")
             conn.drain_events(timeout=remaining)  # type: ignore[no-untyped-call]
-        return self._outcomes
 
 
 @dataclass
