@@ -28,15 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from benchmark import (
-    ROOT,
-    CpuMeter,
-    Stack,
-    latency_summary,
-    localstack,
-    measurements,
-    start_stack,
-)
+
+# The stack helper shared with the tests, as benchmark.py finds it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import localstack
+from benchmark import ROOT, CpuMeter, Stack, latency_summary, measurements, start_stack
 
 
 @dataclass
