@@ -26,7 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from amqp.exceptions import MessageNacked
+from amqp.exceptions import AMQPError, MessageNacked
 from celery import Celery
 from kombu.connection import Connection
 from kombu.exceptions import OperationalError as BrokerError
@@ -45,8 +45,9 @@ log = logging.getLogger(__name__)
 # transaction keeps SQLite's write lock for milliseconds only.
 BATCH_MAX = 64
 
-# The errors that mean the broker could not take a message (the connection, or a nack).
-BROKER_ERRORS: tuple[type[BaseException], ...] = (BrokerError, MessageNacked, OSError)
+# The errors that mean the broker could not take a message: kombu's, py-amqp's
+# (a connection closed by the broker, unwrapped when read by drain_events), a nack.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (BrokerError, AMQPError, MessageNacked, OSError)
 
 
 @dataclass(frozen=True)
@@ -262,10 +263,17 @@ class GroupCommitter:
             for waiting in batch:
                 waiting.outcome.set_exception(RefusedError(DATABASE_DOWN))
             return
-        outcomes = self.publish(jobs)
-        refused = [job.task_id for job, outcome in zip(jobs, outcomes, strict=True) if outcome]
+        try:
+            outcomes = self.publish(jobs)
+        except Exception:  # whatever failed, these jobs are not known to be queued
+            log.exception("publish of %d jobs failed", len(jobs))
+            outcomes = [RefusedError(BROKER_DOWN) for _ in jobs]
+        refused = [
+            job.task_id for job, outcome in zip(jobs, outcomes, strict=True) if outcome is not None
+        ]
         if refused:
-            log.warning("publish of %d of %d jobs refused: %r", len(refused), len(jobs), outcomes)
+            why = {str(outcome) for outcome in outcomes if outcome is not None}
+            log.warning("publish of %d of %d jobs refused: %s", len(refused), len(jobs), why)
             try:
                 # Before any answer: a client told 503 must find no job of its submit.
                 self.store.discard_many(refused)

@@ -131,3 +131,14 @@ def test_a_broker_down_refuses_the_whole_batch(store: StatusStore) -> None:
     with pytest.raises(RefusedError, match="unreachable"):
         committer.submit(lone)
     assert store.get(lone.task_id) is None
+
+
+def test_a_publish_that_breaks_refuses_the_batch(store: StatusStore) -> None:
+    def broken(jobs: Sequence[Job]) -> list[RefusedError | None]:
+        raise RuntimeError("a bug, or an error nobody expected")
+
+    committer = GroupCommitter(store, broken)
+    lone = job()
+    with pytest.raises(RefusedError, match="unreachable"):
+        committer.submit(lone)
+    assert store.get(lone.task_id) is None
