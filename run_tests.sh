@@ -34,7 +34,7 @@ ruff check --config pyproject.toml ../locust ../bench ../scripts
 ruff format --check --config pyproject.toml ../locust ../bench ../scripts
 info "mypy"
 mypy
-mypy ../locust/locustfile.py ../locust/check_results.py ../bench/benchmark.py ../bench/report_bench.py \
+mypy ../locust/locustfile.py ../locust/check_results.py ../bench/benchmark.py ../bench/report_bench.py ../bench/burst.py \
   ../scripts/localstack.py
 info "pytest"
 exec python -m pytest "$@"

@@ -17,6 +17,7 @@ from . import store as store_module
 from .celery_app import celery_config, celery_init_app
 from .config import GunicornSettings, Settings, load_settings, status_dir
 from .errors import register_error_handlers
+from .group_commit import ConfirmedPublisher, GroupCommitter
 from .job_ends import InAppWaits
 from .status_files import StatusFiles
 from .store import StatusStore, init_schema
@@ -73,7 +74,11 @@ def create_app(
         slots = GunicornSettings().threads - 1
     app.extensions["iris_waits"] = InAppWaits(settings.broker_url, slots)
     store_module.init_app(app)
-    celery_init_app(app)
+    celery_app = celery_init_app(app)
+    # Submits share transactions and confirm waits (group_commit.py).
+    app.extensions["iris_committer"] = GroupCommitter(
+        store, ConfirmedPublisher(celery_app, settings)
+    )
 
     from . import views
 

@@ -297,14 +297,17 @@ class GunicornSettings(_Logged):
         validation_alias="GUNICORN_BIND",
         description="Comma-separated host:port or unix:path addresses",
     )
+    # One process per core, each with enough threads to hold the submits that
+    # arrive together, so that they share a transaction and a confirm wait
+    # (group_commit.py; docs/performance.md).
     workers: int = Field(
-        default_factory=lambda: multiprocessing.cpu_count() * 2,
+        default_factory=multiprocessing.cpu_count,
         gt=0,
         validation_alias="WEB_CONCURRENCY",
-        description="Worker processes; default two per core",
+        description="Worker processes; default one per core",
     )
     threads: int = Field(
-        default=1, gt=0, validation_alias="GUNICORN_THREADS", description="Threads per worker"
+        default=16, gt=0, validation_alias="GUNICORN_THREADS", description="Threads per worker"
     )
     timeout: int = Field(
         default=30,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -335,6 +335,32 @@ class StatusStore:
         )
         return now
 
+    def create_pending_many(self, jobs: Sequence[tuple[str, dict[str, float], str | None]]) -> None:
+        """Record several jobs (task id, inputs, the job each retries) as PENDING in one
+        transaction: the group commit's (group_commit.py). As create_pending, before
+        any of their messages is published."""
+        now = utcnow()
+        job_rows = [
+            {
+                "task_id": task_id,
+                "submitted_at": now,
+                "inputs": json.dumps(inputs),
+                "attempts": 0,
+                "retry_of": retry_of,
+            }
+            for task_id, inputs, retry_of in jobs
+        ]
+        meta_rows = [
+            {"task_id": task_id, "status": "PENDING", "date_done": None} for task_id, _, _ in jobs
+        ]
+        with self._tx() as conn:
+            conn.execute(_INSERT_JOB, job_rows)
+            conn.execute(_INSERT_META, meta_rows)
+        for task_id, _, retry_of in jobs:
+            self.listener.published(
+                JobStatus(task_id, "PENDING", now, None, None, 0, job_id=0, retry_of=retry_of)
+            )
+
     def cancel(self, task_id: str, by: str) -> tuple[JobStatus | None, bool]:
         """Make a job that has not finished REVOKED, recording who cancelled it and when.
 
@@ -372,10 +398,15 @@ class StatusStore:
 
     def discard(self, task_id: str) -> None:
         """Forget a job whose message could not be published (the client got a 503)."""
+        self.discard_many([task_id])
+
+    def discard_many(self, task_ids: Sequence[str]) -> None:
+        """Forget, in one transaction, the jobs of a batch whose messages were refused."""
         with self._tx() as conn:
-            conn.execute(delete(TASKMETA).where(TASKMETA.c.task_id == task_id))
-            conn.execute(delete(JOBS).where(JOBS.c.task_id == task_id))
-        self.listener.withdrawn(task_id)
+            conn.execute(delete(TASKMETA).where(TASKMETA.c.task_id.in_(task_ids)))
+            conn.execute(delete(JOBS).where(JOBS.c.task_id.in_(task_ids)))
+        for task_id in task_ids:
+            self.listener.withdrawn(task_id)
 
     def get(self, task_id: str) -> JobStatus | None:
         with self.engine.connect() as conn:

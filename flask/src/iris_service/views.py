@@ -16,11 +16,10 @@ from amqp.exceptions import MessageNacked
 from celery import Celery
 from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
 from kombu.connection import Connection
-from kombu.exceptions import OperationalError as BrokerError
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import idempotency, job_ends, logs, metrics, probability_png, reports
+from . import group_commit, idempotency, job_ends, logs, metrics, probability_png, reports
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .errors import ApiError, unavailable
@@ -58,6 +57,11 @@ def _settings() -> Settings:
 def _store() -> StatusStore:
     store: StatusStore = current_app.extensions["iris_store"]
     return store
+
+
+def _committer() -> group_commit.GroupCommitter:
+    committer: group_commit.GroupCommitter = current_app.extensions["iris_committer"]
+    return committer
 
 
 def _celery() -> Celery:
@@ -102,15 +106,22 @@ def _submit(values: dict[str, float], retry_of: str | None = None) -> Response:
     store = _store()
     # Issue 14 part B: Idempotency-Key (idempotency.py), on submits only. None without it.
     key = idempotency.key_of(request.headers) if retry_of is None else None
+    if key is None:
+        # Recorded and confirmed together with the submits that arrive with it.
+        try:
+            _committer().submit(
+                group_commit.Job(task_id, values, retry_of, logs.current().request_id)
+            )
+        except group_commit.RefusedError as exc:
+            return unavailable(str(exc))
+        return _accepted(task_id)
     try:
-        if key is None:
-            store.create_pending(task_id, values, retry_of=retry_of)
         # Part B: the key's row joins the PENDING transaction, or a repeat is answered.
-        elif (answer := idempotency.claim(store, key, task_id, values)) is not None:
+        if (answer := idempotency.claim(store, key, task_id, values)) is not None:
             return answer
     except SQLAlchemyError:
         log.exception("could not record job %s", task_id)
-        return unavailable("the result backend is unavailable; try again later")
+        return unavailable(group_commit.DATABASE_DOWN)
     try:
         # The reprs Celery logs and shows in monitors, given here: deriving them
         # (saferepr) was a sixth of a submit's CPU.
@@ -123,17 +134,20 @@ def _submit(values: dict[str, float], retry_of: str | None = None) -> Response:
             # The worker logs its lines of this job with the request's id (logs.py).
             headers={logs.TASK_HEADER: logs.current().request_id},
         )
-    except (BrokerError, MessageNacked, OSError) as exc:
-        if key is not None:  # part B: free the key first, so a retry can succeed
-            idempotency.publish_failed(store, key, task_id)
+    except group_commit.BROKER_ERRORS as exc:
+        # Part B: free the key first, so a retry can succeed.
+        idempotency.publish_failed(store, key, task_id)
         store.discard(task_id)
         nacked = isinstance(exc, MessageNacked) or isinstance(exc.__cause__, MessageNacked)
         log.warning("publish of %s refused: %r", task_id, exc)
-        if nacked:
-            return unavailable("the queue is full; try again later")
-        return unavailable("the message broker is unreachable; try again later")
-    if key is not None:  # part B: repeats of the key may answer this job from now on
-        idempotency.published(store, key, task_id)
+        return unavailable(group_commit.QUEUE_FULL if nacked else group_commit.BROKER_DOWN)
+    # Part B: repeats of the key may answer this job from now on.
+    idempotency.published(store, key, task_id)
+    return _accepted(task_id)
+
+
+def _accepted(task_id: str) -> Response:
+    """The 202 of a job recorded and confirmed by the broker."""
     log.info("job queued", extra={"task_id": task_id})
 
     metrics.job_submitted()

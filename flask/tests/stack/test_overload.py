@@ -82,6 +82,32 @@ def test_full_queue_answers_503_then_drains(small: Stack) -> None:
     print(f"\nqueue full: {len(answers)} submitted, 10 accepted and completed in {drained:.1f}s")
 
 
+def test_concurrent_submits_into_a_full_queue(small: Stack) -> None:
+    """Submits that arrive together share a transaction and a confirm wait
+    (group_commit.py): of one batch, those the broker refuses get a 503 and leave
+    no job, the others are recorded, queued once each, and run."""
+    kill_group(role_pid(small, "worker"), signal.SIGTERM, timeout=90)
+    before = _job_count(small)
+    # A message the stopped worker had prefetched went back to the queue.
+    room = QUEUE_MAX_LENGTH - queue_depth(small)
+    tally = submit_many(small, QUEUE_MAX_LENGTH + 30, SETOSA, threads=16)
+    assert set(tally.codes) == {202, 503}, tally.codes
+    assert len(tally.accepted) == len(set(tally.accepted)) == room
+    for refused in tally.unavailable:
+        assert_clean_503(refused)
+        assert "queue is full" in refused.json()["error"]
+    with db(small) as conn:
+        recorded = {row[0] for row in conn.execute("SELECT task_id FROM iris_jobs")}
+    assert set(tally.accepted) <= recorded
+    assert _job_count(small) == before + room
+    assert queue_depth(small) == QUEUE_MAX_LENGTH
+
+    start_worker(small)
+    wait_all_finished(small, tally.accepted, timeout=120)
+    assert set(states(small, tally.accepted).values()) == {"SUCCESS"}
+    wait_until(lambda: queue_depth(small) == 0, 60, "the queue to drain")
+
+
 def test_flood_beyond_capacity_loses_nothing(small: Stack) -> None:
     started = time.monotonic()
     tally = submit_many(small, 250, SLOWISH, threads=16)

@@ -269,8 +269,8 @@ def test_busy_timeout_reaches_every_engine(monkeypatch: pytest.MonkeyPatch, tmp_
 
 def test_gunicorn_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     defaults = GunicornSettings()
-    assert (defaults.bind, defaults.threads, defaults.timeout) == ("127.0.0.1:8001", 1, 30)
-    assert defaults.workers >= 2
+    assert (defaults.bind, defaults.threads, defaults.timeout) == ("127.0.0.1:8001", 16, 30)
+    assert defaults.workers >= 1
     assert (defaults.access_log, defaults.socket_private) == (False, False)
 
     monkeypatch.setenv("GUNICORN_BIND", "unix:/run/a.sock,127.0.0.1:9000")

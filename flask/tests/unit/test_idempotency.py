@@ -10,7 +10,7 @@ import json
 import multiprocessing
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, inspect, select, update
 from werkzeug.test import TestResponse
 
-from iris_service import create_app, idempotency
+from iris_service import create_app, group_commit, idempotency
 from iris_service.retention import purge
 from iris_service.store import (
     IDEMPOTENCY_KEYS,
@@ -51,7 +51,13 @@ def record_publishes(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     def send_task(name: str, **options: Any) -> None:
         published.append(options["task_id"])
 
+    # Submits without a key go through the group commit (group_commit.py).
+    def publish(jobs: Sequence[group_commit.Job]) -> list[None]:
+        published.extend(job.task_id for job in jobs)
+        return [None for _ in jobs]
+
     monkeypatch.setattr(app.extensions["celery"], "send_task", send_task)
+    monkeypatch.setattr(app.extensions["iris_committer"], "publish", publish)
     return published
 
 

@@ -8,6 +8,7 @@ import logging
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import ValidationError
 
-from iris_service import logs
+from iris_service import group_commit, logs
 from iris_service.config import GunicornSettings, Settings
 
 from support.samples import SETOSA
@@ -182,19 +183,20 @@ def test_a_submit_sends_the_id_with_the_task_and_logs_both(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sent: list[dict[str, Any]] = []
+    sent: list[group_commit.Job] = []
 
-    def send_task(name: str, **options: Any) -> None:
-        sent.append(options)
+    def publish(jobs: Sequence[group_commit.Job]) -> list[None]:
+        sent.extend(jobs)
+        return [None for _ in jobs]
 
-    monkeypatch.setattr(app.extensions["celery"], "send_task", send_task)
+    monkeypatch.setattr(app.extensions["iris_committer"], "publish", publish)
     caplog.handler.addFilter(logs.ContextFilter())
     caplog.set_level(logging.INFO, logger="iris_service.views")
     r = client.post("/flask/predict", json=SETOSA, headers={logs.REQUEST_ID_HEADER: "submit-1"})
     assert r.status_code == 202, r.get_json()
     task_id = r.get_json()["task_id"]
-    (options,) = sent
-    assert options["headers"] == {logs.TASK_HEADER: "submit-1"}
+    (job,) = sent
+    assert (job.task_id, job.request_id) == (task_id, "submit-1")
     queued = [
         (rec.request_id, rec.task_id)
         for rec in caplog.records
