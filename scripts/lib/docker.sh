@@ -82,15 +82,22 @@ docker_health_check_passes() {  # container
 # engine still says "starting". Exit with its last log lines when it stops or
 # time runs out.
 docker_wait_healthy() {  # container, timeout seconds
-  local name="$1" limit="$2" state=missing i
+  local name="$1" limit="$2" state=missing next_check=0
   if ((DRY_RUN)); then echo "# wait until $name is healthy" >&3; return 0; fi
-  for ((i = 0; i < limit; i++)); do
+  local deadline=$((SECONDS + limit))
+  while ((SECONDS < deadline)); do
     state="$(docker inspect --format \
       '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' \
       "$name" 2>/dev/null || echo missing)"
     case "$state" in
       healthy) info "$name is healthy"; return 0 ;;
-      starting) docker_health_check_passes "$name" && { info "$name is healthy"; return 0; } ;;
+      starting)
+        # At most every 5 s: a check costs CPU (the worker's imports Celery).
+        if ((SECONDS >= next_check)); then
+          docker_health_check_passes "$name" && { info "$name is healthy"; return 0; }
+          next_check=$((SECONDS + 5))
+        fi
+        ;;
       exited|dead|missing) break ;;
     esac
     sleep 1
