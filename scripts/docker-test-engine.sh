@@ -72,6 +72,7 @@ build_standins() {
       local tree
       tree="$(mktemp -d)"
       debootstrap --variant=minbase "$SUITE" "$tree" http://deb.debian.org/debian >&2
+      rm -rf "$tree"/var/cache/apt/archives/*.deb "$tree"/var/lib/apt/lists/*  # as official images
       tar -C "$tree" -cf "$tarball.part" .
       rm -rf "$tree"
       mv "$tarball.part" "$tarball"
