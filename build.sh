@@ -22,7 +22,9 @@ usage: ./build.sh [--local | --docker] [--stop [--purge]] [--dry-run]
   --dry-run    Docker mode: print every docker command in order, run none
 env: HTTP_PORT (default 8000), HTTP_BIND (Docker mode's published address, default
      127.0.0.1), VAR_DIR (default ./var: logs, pids, credentials), DOCKER_PROJECT (default iris),
-     FLOWER=1 (also start Flower, at /flower/ behind a generated password; off by default)
+     FLOWER=1 (also start Flower, at /flower/ behind a generated password; off by default);
+     Docker builds: PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_TRUSTED_HOST, PIP_CERT (a CA
+     bundle file), PYTHON_IMAGE, NGINX_IMAGE, RABBITMQ_IMAGE, DOCKER_BUILD_NETWORK
 EOF
 }
 
@@ -200,19 +202,25 @@ docker_start() {
   else
     info "building the four images"
   fi
-  dk build --file "$ROOT/rabbitmq/Dockerfile" --tag "$DOCKER_PROJECT-rabbitmq:$IMAGE_TAG" "$ROOT"
-  dk build --file "$ROOT/flask/Dockerfile" --target web \
+  # Their output goes to stderr: build.sh's stdout is the URL alone.
+  local py ng rb
+  mapfile -t py < <(docker_build_opts python)
+  mapfile -t ng < <(docker_build_opts nginx)
+  mapfile -t rb < <(docker_build_opts rabbitmq)
+  docker_build_ca_bundle
+  dk build "${rb[@]}" --file "$ROOT/rabbitmq/Dockerfile" --tag "$DOCKER_PROJECT-rabbitmq:$IMAGE_TAG" "$ROOT" >&2
+  dk build "${py[@]}" --file "$ROOT/flask/Dockerfile" --target web \
     --build-arg "APP_UID=$uid" --build-arg "APP_GID=$gid" \
-    --tag "$DOCKER_PROJECT-flask:$IMAGE_TAG" "$ROOT"
-  dk build --file "$ROOT/flask/Dockerfile" --target celery \
+    --tag "$DOCKER_PROJECT-flask:$IMAGE_TAG" "$ROOT" >&2
+  dk build "${py[@]}" --file "$ROOT/flask/Dockerfile" --target celery \
     --build-arg "APP_UID=$uid" --build-arg "APP_GID=$gid" \
-    --tag "$DOCKER_PROJECT-celery:$IMAGE_TAG" "$ROOT"
+    --tag "$DOCKER_PROJECT-celery:$IMAGE_TAG" "$ROOT" >&2
   if flower_enabled; then
-    dk build --file "$ROOT/flask/Dockerfile" --target flower \
+    dk build "${py[@]}" --file "$ROOT/flask/Dockerfile" --target flower \
       --build-arg "APP_UID=$uid" --build-arg "APP_GID=$gid" \
-      --tag "$DOCKER_PROJECT-flower:$IMAGE_TAG" "$ROOT"
+      --tag "$DOCKER_PROJECT-flower:$IMAGE_TAG" "$ROOT" >&2
   fi
-  dk build --file "$ROOT/nginx/Dockerfile" --tag "$DOCKER_PROJECT-nginx:$IMAGE_TAG" "$ROOT"
+  dk build "${ng[@]}" --file "$ROOT/nginx/Dockerfile" --tag "$DOCKER_PROJECT-nginx:$IMAGE_TAG" "$ROOT" >&2
 
   if ((DRY_RUN)) || ! docker network inspect "$DOCKER_NETWORK" >/dev/null 2>&1; then
     dk network create --driver bridge "$DOCKER_NETWORK" >/dev/null

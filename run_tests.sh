@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need (Debian packages when
 # missing, pinned Python packages in .venv), runs the linters, the type checker,
-# the shell linter and the whole pytest suite. Extra arguments go to pytest.
+# the shell linter and the whole pytest suite: unit tests, the local stack and
+# the Docker tests (flask/tests/support/docker_stack.py). Extra arguments go to pytest.
 set -o errexit -o nounset -o pipefail
 
 # shellcheck source=scripts/common.sh
@@ -37,4 +38,8 @@ mypy
 mypy ../locust/locustfile.py ../locust/check_results.py ../bench/benchmark.py ../bench/report_bench.py ../bench/burst.py \
   ../scripts/localstack.py
 info "pytest"
-exec python -m pytest "$@"
+status=0
+python -m pytest "$@" || status=$?
+# The Docker tests stop their private engine; this also does when pytest was cut short.
+"$ROOT/scripts/docker-test-engine.sh" stop >/dev/null 2>&1 || true
+exit "$status"

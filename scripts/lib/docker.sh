@@ -77,18 +77,41 @@ docker_workers() {
     | sed "s/^$DOCKER_PROJECT-celery-//"
 }
 
-# Return once the container's health check passes (a worker's: it answers a
-# Celery ping, so it consumes); exit with its last log lines when it stops or
+# The container's own health check (its image's HEALTHCHECK command), run now
+# with docker exec: the engine runs it only every interval (30 s for a worker).
+docker_health_check_passes() {  # container
+  local test
+  mapfile -t test < <(docker inspect --format \
+    '{{range .Config.Healthcheck.Test}}{{println .}}{{end}}' "$1" 2>/dev/null)
+  case "${test[0]:-}" in
+    CMD) test=("${test[@]:1}") ;;
+    CMD-SHELL) test=(sh -c "${test[*]:1}") ;;
+    *) return 1 ;;
+  esac
+  timeout 30 docker exec "$1" "${test[@]}" >/dev/null 2>&1
+}
+
+# Return once the container is healthy: its health check passes (a worker's: it
+# answers a Celery ping, so it consumes), run by the engine or by us while the
+# engine still says "starting". Exit with its last log lines when it stops or
 # time runs out.
 docker_wait_healthy() {  # container, timeout seconds
-  local name="$1" limit="$2" state=missing i
+  local name="$1" limit="$2" state=missing next_check=0
   if ((DRY_RUN)); then echo "# wait until $name is healthy" >&3; return 0; fi
-  for ((i = 0; i < limit; i++)); do
+  local deadline=$((SECONDS + limit))
+  while ((SECONDS < deadline)); do
     state="$(docker inspect --format \
       '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' \
       "$name" 2>/dev/null || echo missing)"
     case "$state" in
       healthy) info "$name is healthy"; return 0 ;;
+      starting)
+        # At most every 5 s: a check costs CPU (the worker's imports Celery).
+        if ((SECONDS >= next_check)); then
+          docker_health_check_passes "$name" && { info "$name is healthy"; return 0; }
+          next_check=$((SECONDS + 5))
+        fi
+        ;;
       exited|dead|missing) break ;;
     esac
     sleep 1
@@ -96,4 +119,30 @@ docker_wait_healthy() {  # container, timeout seconds
   echo "error: container $name did not become healthy within ${limit}s ($state); last lines of 'docker logs $name':" >&2
   docker logs --tail 25 "$name" >&2 || true
   exit 1
+}
+
+# What every docker build gets from the environment: the base images (the
+# Docker tests' stand-ins), the build's network (DOCKER_BUILD_NETWORK, e.g. host
+# where containers have no NAT) and, for the Python image, the package index
+# (PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_TRUSTED_HOST) and the CA bundle
+# named by PIP_CERT, copied into the build context as build/pip-ca.pem.
+docker_build_opts() {  # role: python, nginx or rabbitmq
+  local name
+  [[ -z "${DOCKER_BUILD_NETWORK:-}" ]] || printf '%s\n' --network "$DOCKER_BUILD_NETWORK"
+  name="${1^^}_IMAGE"
+  [[ -z "${!name:-}" ]] || printf '%s\n' --build-arg "$name=${!name}"
+  [[ "$1" == python ]] || return 0
+  for name in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_TRUSTED_HOST; do
+    [[ -z "${!name:-}" ]] || printf '%s\n' --build-arg "$name=${!name}"
+  done
+}
+
+docker_build_ca_bundle() {
+  if ((DRY_RUN)); then return 0; fi
+  rm -f "$ROOT/build/pip-ca.pem"
+  if [[ -n "${PIP_CERT:-}" ]]; then
+    [[ -r "$PIP_CERT" ]] || die "PIP_CERT names $PIP_CERT, which is not a readable file"
+    mkdir -p "$ROOT/build"
+    cp "$PIP_CERT" "$ROOT/build/pip-ca.pem"
+  fi
 }

@@ -41,6 +41,10 @@ if _conf.log_format == "json":
     # too; in text mode they keep gunicorn's format.
     logconfig_dict = logs.gunicorn_logconfig(_conf.log_level, _conf.log_format)
 proc_name = "iris-web"
+# No control socket (gunicornc, unused here): its default path is under $HOME,
+# which the image's user cannot write (/app) and which every local stack of one
+# user would share.
+control_socket_disable = True
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -29,7 +29,7 @@ from playwright.sync_api import (
 from iris_service.testhooks import SLOW_JOB_SEPAL_LENGTH as SLOW_SEPAL_LENGTH
 
 from support.samples import SETOSA, VERSICOLOR, VIRGINICA
-from support.stack import ROOT, Stack, running_stack
+from support.stack import ROOT, Stack, ThroughNginx, running_stack
 
 pytestmark = pytest.mark.stack
 
@@ -71,10 +71,10 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, stack: Stack) -> Iterator[Page]:
+def page(browser: Browser, any_stack: ThroughNginx) -> Iterator[Page]:
     """A fresh browser context on the UI; fails the test on script errors or CSP violations."""
     context = browser.new_context(
-        base_url=stack.base_url, accept_downloads=True, viewport={"width": 1100, "height": 900}
+        base_url=any_stack.base_url, accept_downloads=True, viewport={"width": 1100, "height": 900}
     )
     page = context.new_page()
     problems: list[str] = []
@@ -104,7 +104,9 @@ def run_example(page: Page, species: str) -> str:
 
 
 @pytest.mark.parametrize("species", list(EXAMPLES))
-def test_each_example_predicts_its_species(page: Page, stack: Stack, species: str) -> None:
+def test_each_example_predicts_its_species(
+    page: Page, any_stack: ThroughNginx, species: str
+) -> None:
     # Record every stage the page announces, from before the submit.
     page.evaluate(
         """() => {
@@ -140,11 +142,11 @@ def test_each_example_predicts_its_species(page: Page, stack: Stack, species: st
     }
     assert max(widths, key=lambda k: widths[k]) == species
     assert species in (page.locator("#chart-desc").text_content() or "")
-    model_version = requests.get(f"{stack.base_url}/flask/model", timeout=10).json()["version"]
+    model_version = requests.get(f"{any_stack.base_url}/flask/model", timeout=10).json()["version"]
     expect(page.locator("#model-version")).to_have_text(model_version)
 
 
-def test_download_preview_and_screenshot(page: Page, stack: Stack) -> None:
+def test_download_preview_and_screenshot(page: Page, any_stack: ThroughNginx) -> None:
     task_id = run_example(page, "virginica")
     link = page.get_by_role("link", name="Download the PDF report")
     assert link.get_attribute("href") == f"/flask/result/{task_id}.pdf"
@@ -168,10 +170,10 @@ def test_download_preview_and_screenshot(page: Page, stack: Stack) -> None:
     page.screenshot(path=str(ARTIFACTS / "ui-finished.png"), full_page=True)
 
 
-def test_pdf_inline_flag_only_changes_disposition(stack: Stack) -> None:
-    task_id = stack.submit(SETOSA)["task_id"]
-    assert stack.wait_done(task_id)["state"] == "SUCCESS"
-    url = f"{stack.base_url}/flask/result/{task_id}.pdf"
+def test_pdf_inline_flag_only_changes_disposition(any_stack: ThroughNginx) -> None:
+    task_id = any_stack.submit(SETOSA)["task_id"]
+    assert any_stack.wait_done(task_id)["state"] == "SUCCESS"
+    url = f"{any_stack.base_url}/flask/result/{task_id}.pdf"
     attached = requests.get(url, timeout=10)
     inline = requests.get(url, params={"inline": "1"}, timeout=10)
     assert attached.headers["Content-Disposition"].startswith("attachment;")
@@ -209,7 +211,7 @@ def test_client_side_errors_block_the_submit(page: Page) -> None:
 @pytest.mark.parametrize(
     "text", ["abc", "0", "-1", "100.01", "1e3", "inf", "nan", "5,1", "1e400", "1_000", "0x10"]
 )
-def test_client_messages_match_the_server(page: Page, stack: Stack, text: str) -> None:
+def test_client_messages_match_the_server(page: Page, any_stack: ThroughNginx, text: str) -> None:
     page.get_by_role("button", name="Setosa", exact=True).click()
     page.locator("input[name=petal_length]").fill(text)
     page.get_by_role("button", name="Predict").click()
@@ -217,7 +219,7 @@ def test_client_messages_match_the_server(page: Page, stack: Stack, text: str) -
     expect(shown).to_be_visible()
 
     form = {**{k: str(v) for k, v in SETOSA.items()}, "petal_length": text}
-    answer = requests.post(f"{stack.base_url}/flask/predict", data=form, timeout=10)
+    answer = requests.post(f"{any_stack.base_url}/flask/predict", data=form, timeout=10)
     assert answer.status_code == 400
     assert shown.text_content() == "Petal length " + answer.json()["fields"]["petal_length"]
 
@@ -354,9 +356,11 @@ def test_a_refused_wait_falls_back_to_polling(page: Page) -> None:
     expect(page.locator("#job-message")).to_be_hidden()
 
 
-def test_gives_up_after_the_timeout_and_can_resume(browser: Browser, stack: Stack) -> None:
+def test_gives_up_after_the_timeout_and_can_resume(
+    browser: Browser, any_stack: ThroughNginx
+) -> None:
     """A job stuck in the queue is injected (status always PENDING); resuming is real."""
-    context = browser.new_context(base_url=stack.base_url)
+    context = browser.new_context(base_url=any_stack.base_url)
     try:
         context.add_init_script("window.IRIS_POLL_TIMEOUT_MS = 1500;")
         page = context.new_page()
@@ -478,8 +482,8 @@ def test_phone_layout(page: Page) -> None:
     page.screenshot(path=str(ARTIFACTS / "ui-phone.png"), full_page=True)
 
 
-def test_static_files_headers_and_policy(stack: Stack) -> None:
-    index = requests.get(f"{stack.base_url}/", timeout=10)
+def test_static_files_headers_and_policy(any_stack: ThroughNginx) -> None:
+    index = requests.get(f"{any_stack.base_url}/", timeout=10)
     assert index.status_code == 200
     assert index.headers["Cache-Control"] == "no-cache"
     policy = index.headers["Content-Security-Policy"]
@@ -496,12 +500,12 @@ def test_static_files_headers_and_policy(stack: Stack) -> None:
         digest = hashlib.sha256(content).hexdigest()[:10]
         # Assets are cached for good, so their reference must change with their content.
         assert version == digest, f"index.html must reference /static/{name}?v={digest}"
-        served = requests.get(f"{stack.base_url}/static/{name}?v={version}", timeout=10)
+        served = requests.get(f"{any_stack.base_url}/static/{name}?v={version}", timeout=10)
         assert served.status_code == 200
         assert served.content == content
         assert served.headers["Cache-Control"] == "public, max-age=31536000, immutable"
         assert served.headers["X-Content-Type-Options"] == "nosniff"
-    api = requests.get(f"{stack.base_url}/flask/health", timeout=10)
+    api = requests.get(f"{any_stack.base_url}/flask/health", timeout=10)
     assert "immutable" not in api.headers.get("Cache-Control", "")
 
 

@@ -1,4 +1,5 @@
-"""End to end through real nginx in front of gunicorn, with the worker and broker behind."""
+"""End to end through real nginx in front of gunicorn, with the worker and broker behind,
+in local mode and (``any_stack``) as containers."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from pypdf import PdfReader
 from iris_service.store import StatusStore
 
 from support.samples import SETOSA, VIRGINICA
-from support.stack import Stack
+from support.stack import Stack, ThroughNginx
 
 pytestmark = pytest.mark.stack
 
 
-def test_health_through_nginx(stack: Stack) -> None:
-    r = requests.get(f"{stack.base_url}/flask/health", timeout=10)
+def test_health_through_nginx(any_stack: ThroughNginx) -> None:
+    r = requests.get(f"{any_stack.base_url}/flask/health", timeout=10)
     assert r.status_code == 200
     body = r.json()
     assert body["workers"] >= 1
@@ -32,40 +33,42 @@ def test_health_through_nginx(stack: Stack) -> None:
     assert r.headers["Server"] == "nginx"  # no version number
 
 
-def test_submit_poll_download(stack: Stack) -> None:
-    r = requests.post(f"{stack.base_url}/flask/predict", json=VIRGINICA, timeout=10)
+def test_submit_poll_download(any_stack: ThroughNginx) -> None:
+    r = requests.post(f"{any_stack.base_url}/flask/predict", json=VIRGINICA, timeout=10)
     assert r.status_code == 202
     body = r.json()
     assert body["state"] == "PENDING"
     assert r.headers["Location"] == body["status_url"] == f"/flask/status/{body['task_id']}"
-    done = stack.wait_done(body["task_id"])
+    done = any_stack.wait_done(body["task_id"])
     assert done["state"] == "SUCCESS"
     assert done["result"]["label"] == "virginica"
 
-    pdf = requests.get(stack.base_url + done["result"]["report_url"], timeout=10)
+    pdf = requests.get(any_stack.base_url + done["result"]["report_url"], timeout=10)
     assert pdf.status_code == 200
     assert pdf.headers["Content-Type"] == "application/pdf"
     assert pdf.headers["Content-Disposition"].startswith("attachment")
     text = PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
     assert "virginica" in text and body["task_id"] in text
 
-    listed = requests.get(f"{stack.base_url}/flask/tasks?limit=100", timeout=10).json()["tasks"]
+    listed = requests.get(f"{any_stack.base_url}/flask/tasks?limit=100", timeout=10).json()["tasks"]
     assert any(t["task_id"] == body["task_id"] and t["label"] == "virginica" for t in listed)
 
 
-def test_form_submit(stack: Stack) -> None:
+def test_form_submit(any_stack: ThroughNginx) -> None:
     form = {k: str(v) for k, v in SETOSA.items()}
-    r = requests.post(f"{stack.base_url}/flask/predict", data=form, timeout=10)
+    r = requests.post(f"{any_stack.base_url}/flask/predict", data=form, timeout=10)
     assert r.status_code == 202
-    assert stack.wait_done(r.json()["task_id"])["result"]["label"] == "setosa"
+    assert any_stack.wait_done(r.json()["task_id"])["result"]["label"] == "setosa"
 
 
-def test_errors_through_nginx(stack: Stack) -> None:
+def test_errors_through_nginx(any_stack: ThroughNginx) -> None:
     unknown = str(uuid.uuid4())
-    assert requests.get(f"{stack.base_url}/flask/status/{unknown}", timeout=10).status_code == 404
-    assert requests.get(f"{stack.base_url}/flask/status/abc", timeout=10).status_code == 400
+    assert (
+        requests.get(f"{any_stack.base_url}/flask/status/{unknown}", timeout=10).status_code == 404
+    )
+    assert requests.get(f"{any_stack.base_url}/flask/status/abc", timeout=10).status_code == 400
     r = requests.post(
-        f"{stack.base_url}/flask/predict",
+        f"{any_stack.base_url}/flask/predict",
         data="x" * 40_000,
         headers={"Content-Type": "application/json"},
         timeout=10,
@@ -85,7 +88,7 @@ def test_result_before_ready_is_409(stack: Stack) -> None:
     assert r.json()["state"] == "PENDING"
 
 
-def raw_get(stack: Stack, path: str) -> tuple[int, bytes]:
+def raw_get(stack: ThroughNginx, path: str) -> tuple[int, bytes]:
     """GET the path byte for byte, without any client-side normalisation."""
     return stack.raw(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(), 10)
 
@@ -104,8 +107,8 @@ def raw_get(stack: Stack, path: str) -> tuple[int, bytes]:
         "/flask/../../../../etc/passwd",
     ],
 )
-def test_no_traversal(stack: Stack, path: str) -> None:
-    status, data = raw_get(stack, path)
+def test_no_traversal(any_stack: ThroughNginx, path: str) -> None:
+    status, data = raw_get(any_stack, path)
     assert 400 <= status < 500, (path, status)
     assert b"root:" not in data
     # Whoever refuses it (nginx or the app), the answer is JSON, never an HTML page.
@@ -114,11 +117,11 @@ def test_no_traversal(stack: Stack, path: str) -> None:
     assert b'"error"' in body
 
 
-def test_reports_only_through_the_app(stack: Stack) -> None:
-    body = stack.submit(SETOSA)
-    stack.wait_done(body["task_id"])
+def test_reports_only_through_the_app(any_stack: ThroughNginx) -> None:
+    body = any_stack.submit(SETOSA)
+    any_stack.wait_done(body["task_id"])
     name = f"{body['task_id']}.pdf"
-    assert (stack.reports_dir / name).exists()
-    assert raw_get(stack, f"/reports/{name}")[0] == 404
-    assert raw_get(stack, f"/_reports/{name}")[0] == 404
-    assert raw_get(stack, f"/flask/result/{name}")[0] == 200
+    assert (any_stack.reports_dir / name).exists()
+    assert raw_get(any_stack, f"/reports/{name}")[0] == 404
+    assert raw_get(any_stack, f"/_reports/{name}")[0] == 404
+    assert raw_get(any_stack, f"/flask/result/{name}")[0] == 200

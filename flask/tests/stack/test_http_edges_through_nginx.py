@@ -10,7 +10,7 @@ import requests
 
 from support.faults import kill_group, role_pid, wait_until
 from support.samples import SETOSA
-from support.stack import Stack, running_stack
+from support.stack import ThroughNginx, running_stack
 
 pytestmark = pytest.mark.stack
 
@@ -37,15 +37,15 @@ def _is_json(data: bytes) -> bool:
         b"GET / HTTP/2.0\r\nHost: x\r\n",
     ],
 )
-def test_nginx_never_answers_its_html_pages(stack: Stack, request_bytes: bytes) -> None:
-    status, data = stack.raw(request_bytes + b"Connection: close\r\n\r\n")
+def test_nginx_never_answers_its_html_pages(any_stack: ThroughNginx, request_bytes: bytes) -> None:
+    status, data = any_stack.raw(request_bytes + b"Connection: close\r\n\r\n")
     assert status >= 400, data[:300]
     assert _is_json(data), data[:300]
     assert b"<html" not in data
 
 
-def test_options_through_nginx_is_the_apps_204(stack: Stack) -> None:
-    done = stack.wait_done(stack.submit(SETOSA)["task_id"])
+def test_options_through_nginx_is_the_apps_204(any_stack: ThroughNginx) -> None:
+    done = any_stack.wait_done(any_stack.submit(SETOSA)["task_id"])
     task_id = done["task_id"]
     # The finished job's status file exists: nginx must still let the app answer OPTIONS.
     paths = {
@@ -57,19 +57,19 @@ def test_options_through_nginx_is_the_apps_204(stack: Stack) -> None:
         "/flask/health": {"GET", "HEAD", "OPTIONS"},
     }
     for path, methods in paths.items():
-        r = requests.options(stack.base_url + path, timeout=10)
+        r = requests.options(any_stack.base_url + path, timeout=10)
         assert r.status_code == 204, (path, r.status_code, r.text[:200])
         assert r.content == b"", path
         assert {m.strip() for m in r.headers["Allow"].split(",")} == methods, path
     # A wrong method on a job with a status file gets the app's 405 and Allow too.
-    wrong = requests.post(f"{stack.base_url}/flask/status/{task_id}", timeout=10)
+    wrong = requests.post(f"{any_stack.base_url}/flask/status/{task_id}", timeout=10)
     assert wrong.status_code == 405
     assert wrong.json()["error"] == "method not allowed"
     assert {m.strip() for m in wrong.headers["Allow"].split(",")} == {"GET", "HEAD", "OPTIONS"}
 
 
-def test_health_counts_the_consuming_worker(stack: Stack) -> None:
-    r = requests.get(f"{stack.base_url}/flask/health", timeout=10)
+def test_health_counts_the_consuming_worker(any_stack: ThroughNginx) -> None:
+    r = requests.get(f"{any_stack.base_url}/flask/health", timeout=10)
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ok" and body["workers"] >= 1

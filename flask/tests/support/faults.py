@@ -23,7 +23,7 @@ from typing import Any
 
 import requests
 
-from support.stack import ROOT, Stack
+from support.stack import ROOT, Stack, ThroughNginx
 
 FINISHED = ("SUCCESS", "FAILURE")
 
@@ -239,7 +239,7 @@ class Tally:
 
 
 def submit_many(
-    stack: Stack,
+    stack: ThroughNginx,
     count: int,
     features: dict[str, float],
     threads: int = 8,

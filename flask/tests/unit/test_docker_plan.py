@@ -272,6 +272,52 @@ def test_stop_and_purge_plan(tmp_path: Path) -> None:
     assert not (tmp_path / "docker-calls").exists()
 
 
+def test_builds_take_the_base_images_index_and_network_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    """A mirror or proxy (README: air-gapped builds): the pip settings reach the Python
+    builds only; the base images and the build network reach each build."""
+    env = {
+        "PIP_INDEX_URL": "https://mirror.example/simple",
+        "PIP_TRUSTED_HOST": "mirror.example",
+        "PYTHON_IMAGE": "local/python:1",
+        "NGINX_IMAGE": "local/nginx:1",
+        "RABBITMQ_IMAGE": "local/rabbitmq:1",
+        "DOCKER_BUILD_NETWORK": "host",
+    }
+    result = run_build(tmp_path, "--docker", "--dry-run", env=env)
+    assert result.returncode == 0, result.stderr
+    builds = [
+        shlex.split(x)[2:] for x in result.stdout.splitlines() if x.startswith("docker build")
+    ]
+    assert len(builds) == 4
+    for build in builds:
+        args = [build[i + 1] for i, a in enumerate(build) if a == "--build-arg"]
+        assert build[build.index("--network") + 1] == "host"
+        dockerfile = build[build.index("--file") + 1]
+        if dockerfile.endswith("flask/Dockerfile"):
+            assert {
+                "PIP_INDEX_URL=https://mirror.example/simple",
+                "PIP_TRUSTED_HOST=mirror.example",
+                "PYTHON_IMAGE=local/python:1",
+            } <= set(args)
+        else:
+            assert not [a for a in args if a.startswith("PIP_")]
+            role = "NGINX" if dockerfile.endswith("nginx/Dockerfile") else "RABBITMQ"
+            assert args == [f"{role}_IMAGE=local/{role.lower()}:1"]
+
+
+@pytest.mark.parametrize("image", list(DOCKERFILES))
+def test_dockerfiles_build_with_the_classic_builder_and_buildkit(image: str) -> None:
+    """No "# syntax=" line (BuildKit would fetch a frontend image from a registry) and
+    nothing only BuildKit knows (COPY --chmod, RUN --mount)."""
+    text = DOCKERFILES[image].read_text()
+    assert not re.search(r"(?im)^#\s*syntax\s*=", text)
+    assert "--chmod" not in text and "--mount" not in text
+    # Each base image is a build argument: the Docker tests' stand-ins replace it.
+    assert re.search(rf"(?m)^ARG {'PYTHON' if image == 'flask' else image.upper()}_IMAGE=", text)
+
+
 def test_docker_mode_without_engine_says_so(tmp_path: Path) -> None:
     result = run_build(tmp_path, "--docker")
     assert result.returncode != 0
@@ -503,13 +549,25 @@ case "$1" in
       printf 'c1\nc2\nc3\nc4\n'
     fi
     ;;
-  exec) printf 'predictions\t7\t2\t1\nworker1@celery-worker1.celery.pidbox\t0\t0\t1\n' ;;
+  exec)
+    if [[ "$*" == *healthcheck.sh* ]]; then
+      # The image's health check run by hand: fails the first $FAILING_CHECKS times.
+      echo x >> "$CALLS.checked"
+      (($(wc -l < "$CALLS.checked") > ${FAILING_CHECKS:-0}))
+      exit
+    fi
+    printf 'predictions\t7\t2\t1\nworker1@celery-worker1.celery.pidbox\t0\t0\t1\n'
+    ;;
   run)
     if [[ "$*" == *worker2* ]]; then touch "$CALLS.w2"; fi
     echo 0123abcd
     ;;
   restart) echo "${*: -1}" ;;
   inspect)
+    if [[ "$*" == *Healthcheck.Test* ]]; then
+      printf 'CMD\n/app/flask/bin/healthcheck.sh\nworker\n'
+      exit 0
+    fi
     # "starting" for the first $STARTING inspections, then $HEALTH.
     echo x >> "$CALLS.inspected"
     if (($(wc -l < "$CALLS.inspected") <= ${STARTING:-0})); then
@@ -596,18 +654,34 @@ def launch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_launched_docker_workers_are_waited_for(tmp_path: Path) -> None:
-    """The README's promise: the script returns once each new worker consumes (is healthy)."""
+    """The README's promise: the script returns once each new worker consumes (healthy)."""
     env, calls = fake_engine(tmp_path)
     result = launch({**env, "STARTING": "2"}, "2")
     assert result.returncode == 0, result.stderr
     lines = calls.read_text().splitlines()
-    inspected = [line.split()[-1] for line in lines if line.startswith("inspect ")]
+    inspected = [
+        line.split()[-1] for line in lines if line.startswith(f"inspect --format {HEALTH_FORMAT}")
+    ]
     # Two "starting" answers for worker2, then healthy; worker3 healthy at once.
-    assert inspected == ["iris-celery-worker2"] * 3 + ["iris-celery-worker3"]
+    assert inspected[-2:] == ["iris-celery-worker2", "iris-celery-worker3"]
     last_run = max(i for i, line in enumerate(lines) if line.startswith("run "))
     first_inspect = min(i for i, line in enumerate(lines) if line.startswith("inspect "))
     assert last_run < first_inspect  # all started, then waited for
     assert "iris-celery-worker3 is healthy" in result.stderr
+
+
+def test_launch_runs_the_health_check_until_it_passes(tmp_path: Path) -> None:
+    """While the engine says "starting" (its first check comes after an interval),
+    the script runs the image's health check itself, and returns once it passes."""
+    env, calls = fake_engine(tmp_path)
+    result = launch({**env, "STARTING": "99", "FAILING_CHECKS": "1"}, "2")
+    assert result.returncode == 0, result.stderr
+    checks = [
+        line.split()[1] for line in calls.read_text().splitlines() if "healthcheck.sh" in line
+    ]
+    assert checks == ["iris-celery-worker2"] * 2 + ["iris-celery-worker3"]
+    assert "exec iris-celery-worker2 /app/flask/bin/healthcheck.sh worker" in calls.read_text()
+    assert "iris-celery-worker2 is healthy" in result.stderr
 
 
 def test_a_launched_docker_worker_that_stops_is_reported(tmp_path: Path) -> None:
