@@ -31,6 +31,7 @@ import json
 import os
 import random
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -177,6 +178,7 @@ async def probe_all(
                     name, clients, seconds, _merge(recs[label]), cpus[label], None
                 )
                 result["database"] = label
+                result["round_ops"] = [rec.ops for rec in recs[label]]
                 results.append(result)
     return results
 
@@ -243,8 +245,16 @@ def compare(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         seeded = by.get(("seeded", name, clients))
         if seeded is None:
             continue
-        throughput = _ratio(seeded["ops_per_s"], empty["ops_per_s"])
+        # Round i of one stack ran next to round i of the other: the median of
+        # those ratios is what the machine's changing load disturbs least.
+        pairs = zip(seeded["round_ops"], empty["round_ops"], strict=True)
+        throughput = (
+            statistics.median(b / a for b, a in pairs if a) if empty["ops"] else None
+        )
         p50 = _ratio(seeded["latency_ms"]["p50"], empty["latency_ms"]["p50"])
+        web_cpu = _ratio(
+            seeded["cpu_ms_per_op"].get("web"), empty["cpu_ms_per_op"].get("web")
+        )
         flat = throughput is not None and throughput >= 1 - TOLERANCE
         rows.append(
             {
@@ -252,7 +262,10 @@ def compare(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "clients": clients,
                 "empty_ops_per_s": empty["ops_per_s"],
                 "seeded_ops_per_s": seeded["ops_per_s"],
-                "ops_ratio": throughput,
+                "ops_ratio": None if throughput is None else round(throughput, 3),
+                "empty_web_cpu_ms_per_op": empty["cpu_ms_per_op"].get("web"),
+                "seeded_web_cpu_ms_per_op": seeded["cpu_ms_per_op"].get("web"),
+                "web_cpu_ratio": web_cpu,
                 "empty_p50_ms": empty["latency_ms"]["p50"],
                 "seeded_p50_ms": seeded["latency_ms"]["p50"],
                 "p50_ratio": p50,
@@ -268,13 +281,15 @@ def _fmt(value: float | None) -> str:
 
 def print_report(document: dict[str, Any]) -> None:
     print(f"\n{'probe':<12} {'c':>3} {'ops/s empty':>12} {'ops/s seeded':>13} {'ratio':>6} "
-          f"{'p50 empty':>10} {'p50 seeded':>11} {'target':>14}")  # fmt: skip
+          f"{'p50 empty':>10} {'p50 seeded':>11} {'web CPU ms/op':>14} {'target':>14}")  # fmt: skip
     for row in document["comparison"]:
         verdict = "met" if row["flat"] else "NOT met"
+        cpu = f"{_fmt(row['empty_web_cpu_ms_per_op'])}/{_fmt(row['seeded_web_cpu_ms_per_op'])}"
         print(
             f"{row['probe']:<12} {row['clients']:>3} {row['empty_ops_per_s']:>12.1f} "
             f"{row['seeded_ops_per_s']:>13.1f} {_fmt(row['ops_ratio']):>6} "
             f"{_fmt(row['empty_p50_ms']):>10} {_fmt(row['seeded_p50_ms']):>11} "
+            f"{cpu:>14} "
             f"{'>= 0.80 ' + verdict:>14}"
         )
     purge = document.get("purge")
@@ -404,7 +419,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument(
-        "--duration", type=float, default=5.0, help="seconds per probe (5)"
+        "--duration", type=float, default=3.0, help="seconds per round (3)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="rounds per probe and database (4)"
     )
     parser.add_argument(
         "--env",
