@@ -423,6 +423,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pdf-every", type=int, default=1000, help="a real PDF every N jobs"
     )
+    parser.add_argument(
+        "--baseline-jobs",
+        type=int,
+        default=2000,
+        help="jobs on the 'empty' side (2,000)",
+    )
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument(
         "--duration", type=float, default=3.0, help="seconds per round (3)"
