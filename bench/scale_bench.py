@@ -383,8 +383,8 @@ def run(args: argparse.Namespace, stacks: dict[str, Stack]) -> dict[str, Any]:
             submits_during(bench, clients, lambda: child.poll() is None, meter)
         )
         out, _ = child.communicate()
+        # The backlog those submits left is not drained: nothing is measured after.
         purge.update(json.loads(out.strip().splitlines()[-1]))
-        _wait_for_empty_queue(big.base_url)
 
     million = 1_000_000
     return {
