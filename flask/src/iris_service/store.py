@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,6 +68,10 @@ JOBS = Table(
     Column("retry_of", String(36), nullable=True),
     Column("cancelled_at", DateTime, nullable=True),
     Column("cancelled_by", String(64), nullable=True),
+    # A copy of celery_taskmeta.status kept by triggers (see _add_state_copy),
+    # so that a page of the list filtered by state is an index range whatever
+    # the table's size. Never read as the job's state: that is Celery's row.
+    Column("state", String(16), nullable=False, server_default="PENDING"),
     sqlite_autoincrement=True,
 )
 
@@ -122,6 +126,31 @@ _MARK_CANCELLED = (
     .where(JOBS.c.task_id == bindparam("job"))
     .values(cancelled_at=bindparam("now"), cancelled_by=bindparam("by"))
 )
+_PURGE_JOBS = (
+    delete(JOBS)
+    .where(
+        JOBS.c.id.in_(
+            select(JOBS.c.id)
+            .where(JOBS.c.submitted_at < bindparam("cutoff"))
+            .order_by(JOBS.c.submitted_at)
+            .limit(bindparam("n"))
+            .scalar_subquery()
+        )
+    )
+    .returning(JOBS.c.task_id)
+)
+_PURGE_ORPHANS = delete(TASKMETA).where(
+    TASKMETA.c.id.in_(
+        select(TASKMETA.c.id)
+        .where(
+            TASKMETA.c.date_done < bindparam("cutoff"),
+            TASKMETA.c.task_id.not_in(select(JOBS.c.task_id)),
+        )
+        .order_by(TASKMETA.c.date_done)
+        .limit(bindparam("n"))
+        .scalar_subquery()
+    )
+)
 _GET_STATE = select(TASKMETA.c.status).where(TASKMETA.c.task_id == bindparam("task_id"))
 _GET_INPUTS = select(JOBS.c.inputs).where(JOBS.c.task_id == bindparam("task_id"))
 
@@ -170,7 +199,48 @@ def make_engine(url: str, *, immediate: bool, busy_timeout_ms: int) -> Engine:
 def _create_all(engine: Engine) -> None:
     ResultModelBase.metadata.create_all(engine)
     metadata.create_all(engine)
+    _add_state_copy(engine)
     _add_missing_columns(engine)
+
+
+# iris_jobs.state follows celery_taskmeta.status whoever writes it (the web
+# app, the task, Celery's backend): an index on it orders by id within a state
+# (SQLite appends the rowid to every index key). A job's iris_jobs row is
+# inserted before or with its Celery row, so the default covers PENDING.
+_STATE_COPY = (
+    "CREATE INDEX IF NOT EXISTS ix_iris_jobs_state ON iris_jobs (state)",
+    """CREATE TRIGGER IF NOT EXISTS iris_jobs_state_on_insert
+       AFTER INSERT ON celery_taskmeta
+       WHEN coalesce(NEW.status, 'PENDING') != 'PENDING'
+       BEGIN UPDATE iris_jobs SET state = NEW.status WHERE task_id = NEW.task_id; END""",
+    """CREATE TRIGGER IF NOT EXISTS iris_jobs_state_on_update
+       AFTER UPDATE OF status ON celery_taskmeta
+       WHEN NEW.status IS NOT OLD.status
+       BEGIN UPDATE iris_jobs SET state = coalesce(NEW.status, 'PENDING')
+             WHERE task_id = NEW.task_id; END""",
+)
+_BACKFILL_STATE = """UPDATE iris_jobs SET state = coalesce(
+    (SELECT status FROM celery_taskmeta t WHERE t.task_id = iris_jobs.task_id), 'PENDING')"""
+
+
+def _add_state_copy(engine: Engine) -> None:
+    """Add ``iris_jobs.state``, its index and the triggers that keep it (SQLite only).
+
+    On a database made before the column existed it is added and filled from
+    Celery's rows in the same transaction as the triggers, so no state write
+    falls between the copy and its triggers.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.begin() as conn:
+        present = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(iris_jobs)")}
+        if "state" not in present:
+            conn.exec_driver_sql(
+                "ALTER TABLE iris_jobs ADD COLUMN state VARCHAR(16) NOT NULL DEFAULT 'PENDING'"
+            )
+            conn.exec_driver_sql(_BACKFILL_STATE)
+        for statement in _STATE_COPY:
+            conn.exec_driver_sql(statement)
 
 
 def _add_missing_columns(engine: Engine) -> None:
@@ -420,7 +490,7 @@ class StatusStore:
         if before is not None:
             query = query.where(JOBS.c.id < before)
         if state is not None:
-            query = query.where(TASKMETA.c.status == state)
+            query = query.where(JOBS.c.state == state)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         page = [_status_from_row(r) for r in rows[:limit]]
@@ -447,42 +517,33 @@ class StatusStore:
         state = "STARTED" if job is None else job.state
         return Attempt(number=int(row[0]), submitted_at=row[1], state=state)
 
-    def purge_submitted_before(self, cutoff: datetime, batch: int = 500) -> tuple[str, ...]:
-        """Delete jobs submitted before ``cutoff`` (both tables); return their task ids.
+    def purge_batches_submitted_before(
+        self, cutoff: datetime, batch: int = 500
+    ) -> Generator[tuple[str, ...], None, None]:
+        """Delete jobs submitted before ``cutoff`` (both tables), ``batch`` at a time.
 
-        Each batch starts with a write (``DELETE ... RETURNING``), so the
-        transaction takes SQLite's write lock up front and waits for it under
-        the busy timeout rather than failing on a read-to-write upgrade.
+        Yields the task ids of each batch once committed. Each batch is one
+        short transaction that starts with a write (``DELETE ... RETURNING``),
+        so it takes SQLite's write lock up front and waits for it under the
+        busy timeout; the oldest jobs are found through the submit time's
+        index, so a batch costs the same whatever the table's size.
         """
-        deleted: tuple[str, ...] = ()
         while True:
-            oldest = (
-                select(JOBS.c.id)
-                .where(JOBS.c.submitted_at < cutoff)
-                .order_by(JOBS.c.id)
-                .limit(batch)
-                .scalar_subquery()
-            )
             with self._tx() as conn:
-                ids = tuple(
-                    conn.execute(
-                        delete(JOBS).where(JOBS.c.id.in_(oldest)).returning(JOBS.c.task_id)
-                    ).scalars()
-                )
+                ids = tuple(conn.execute(_PURGE_JOBS, {"cutoff": cutoff, "n": batch}).scalars())
                 if ids:
                     conn.execute(delete(TASKMETA).where(TASKMETA.c.task_id.in_(ids)))
-            deleted += ids
+            if ids:
+                yield ids
             if len(ids) < batch:
                 break
-        # Rows Celery wrote for ids we never recorded (none in normal operation).
-        orphans = select(JOBS.c.task_id)
-        with self._tx() as conn:
-            conn.execute(
-                delete(TASKMETA).where(
-                    TASKMETA.c.date_done < cutoff, TASKMETA.c.task_id.not_in(orphans)
-                )
-            )
-        return deleted
+        # Rows Celery wrote for ids we never recorded (none in normal operation),
+        # found through the finish time's index.
+        while True:
+            with self._tx() as conn:
+                orphans = conn.execute(_PURGE_ORPHANS, {"cutoff": cutoff, "n": batch}).rowcount
+            if orphans < batch:
+                return
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -571,17 +632,30 @@ def release_idempotency_key(store: StatusStore, key: str, task_id: str) -> None:
         conn.execute(delete(IDEMPOTENCY_KEYS).where(keys.key == key, keys.task_id == task_id))
 
 
-def purge_idempotency_keys_before(store: StatusStore, cutoff: datetime) -> int:
-    """Delete the keys of jobs submitted before ``cutoff``; return how many.
+def purge_idempotency_keys_before(store: StatusStore, cutoff: datetime, batch: int = 500) -> int:
+    """Delete the keys of jobs submitted before ``cutoff``, ``batch`` per transaction;
+    return how many.
 
     Run before the jobs' purge, so that a key never outlives its job: a repeat
     after the purge records a new job instead of naming a deleted one.
     """
-    with store._tx() as conn:
-        result = conn.execute(
-            delete(IDEMPOTENCY_KEYS).where(IDEMPOTENCY_KEYS.c.created_at < cutoff)
-        )
-    return int(result.rowcount)
+    keys = IDEMPOTENCY_KEYS.c
+    oldest = (
+        select(keys.key)
+        .where(keys.created_at < cutoff)
+        .order_by(keys.created_at)
+        .limit(batch)
+        .scalar_subquery()
+    )
+    total = 0
+    while True:
+        with store._tx() as conn:
+            deleted = int(
+                conn.execute(delete(IDEMPOTENCY_KEYS).where(keys.key.in_(oldest))).rowcount
+            )
+        total += deleted
+        if deleted < batch:
+            return total
 
 
 @click.command("init-db")
