@@ -92,9 +92,7 @@ def _folder(path: Path) -> dict[str, int]:
 def _environ(pid: int) -> dict[str, str]:
     """The environment a process of the stack runs with (where its folders are)."""
     raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    pairs = (
-        item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item
-    )
+    pairs = (item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item)
     return {key: value for key, value in pairs}
 
 
@@ -106,12 +104,8 @@ def sample(var_dir: Path) -> dict[str, Any]:
         "pss_mib": round(sum(_pss_mib(pid) for _, pid in found), 1),
         "disk": {
             # On tmpfs when there is one: memory too.
-            "status files": _folder(
-                Path(env.get("STATUS_DIR", var_dir / "run" / "status"))
-            ),
-            "metrics files": _folder(
-                Path(env.get("PROMETHEUS_MULTIPROC_DIR", var_dir / "run"))
-            ),
+            "status files": _folder(Path(env.get("STATUS_DIR", var_dir / "run" / "status"))),
+            "metrics files": _folder(Path(env.get("PROMETHEUS_MULTIPROC_DIR", var_dir / "run"))),
             "logs": _folder(var_dir / "log"),
         },
     }
@@ -168,9 +162,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         prog="bench/run_benchmark.sh --memory", description=__doc__.splitlines()[0]
     )
-    parser.add_argument(
-        "--jobs", type=int, default=10_000, help="jobs after the rest point"
-    )
+    parser.add_argument("--jobs", type=int, default=10_000, help="jobs after the rest point")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument(
         "--env",

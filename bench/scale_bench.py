@@ -65,9 +65,7 @@ class Probes:
     deep_cursor: int
     bench: Bench
 
-    async def _get(
-        self, session: aiohttp.ClientSession, rec: Recorder, path: str
-    ) -> None:
+    async def _get(self, session: aiohttp.ClientSession, rec: Recorder, path: str) -> None:
         t0 = time.monotonic()
         async with session.get(self.base_url + path) as r:
             await r.read()
@@ -82,9 +80,7 @@ class Probes:
     async def status(
         self, session: aiohttp.ClientSession, rec: Recorder, rng: random.Random
     ) -> None:
-        await self._get(
-            session, rec, f"/flask/status?task_id={rng.choice(self.task_ids)}"
-        )
+        await self._get(session, rec, f"/flask/status?task_id={rng.choice(self.task_ids)}")
 
     async def tasks_first(
         self, session: aiohttp.ClientSession, rec: Recorder, _: random.Random
@@ -99,9 +95,7 @@ class Probes:
     async def tasks_deep(
         self, session: aiohttp.ClientSession, rec: Recorder, _: random.Random
     ) -> None:
-        await self._get(
-            session, rec, f"/flask/tasks?limit=20&before={self.deep_cursor}"
-        )
+        await self._get(session, rec, f"/flask/tasks?limit=20&before={self.deep_cursor}")
 
     def client(self, name: str) -> benchmark.Client:
         if name == "submit":
@@ -195,9 +189,7 @@ async def submits_during(
         connector=connector, timeout=aiohttp.ClientTimeout(total=60)
     ) as session:
         loops = [
-            asyncio.create_task(
-                benchmark._client_loop(bench.submit_only, session, rec, rng)
-            )
+            asyncio.create_task(benchmark._client_loop(bench.submit_only, session, rec, rng))
             for rng in map(random.Random, range(clients))
         ]
         while running():
@@ -225,11 +217,7 @@ def purge_child() -> None:
     started = time.monotonic()
     report = purge(app.extensions["iris_settings"], app.extensions["iris_store"])
     seconds = time.monotonic() - started
-    print(
-        json.dumps(
-            {"rows": report.rows, "files": report.files, "seconds": round(seconds, 1)}
-        )
-    )
+    print(json.dumps({"rows": report.rows, "files": report.files, "seconds": round(seconds, 1)}))
 
 
 def _ratio(seeded: float | None, empty: float | None) -> float | None:
@@ -249,13 +237,9 @@ def compare(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # Round i of one stack ran next to round i of the other: the median of
         # those ratios is what the machine's changing load disturbs least.
         pairs = zip(seeded["round_ops"], empty["round_ops"], strict=True)
-        throughput = (
-            statistics.median(b / a for b, a in pairs if a) if empty["ops"] else None
-        )
+        throughput = statistics.median(b / a for b, a in pairs if a) if empty["ops"] else None
         p50 = _ratio(seeded["latency_ms"]["p50"], empty["latency_ms"]["p50"])
-        web_cpu = _ratio(
-            seeded["cpu_ms_per_op"].get("web"), empty["cpu_ms_per_op"].get("web")
-        )
+        web_cpu = _ratio(seeded["cpu_ms_per_op"].get("web"), empty["cpu_ms_per_op"].get("web"))
         flat = throughput is not None and throughput >= 1 - TOLERANCE
         rows.append(
             {
@@ -324,9 +308,7 @@ def run(args: argparse.Namespace, stacks: dict[str, Stack]) -> dict[str, Any]:
     meters = {label: CpuMeter(stack.pids()) for label, stack in stacks.items()}
     benches = {label: Bench(stack.base_url, 0.02) for label, stack in stacks.items()}
     for label in stacks:
-        asyncio.run(
-            run_phase("warm", benches[label].queue_job, 4, 0.5, 3.0, meters[label])
-        )
+        asyncio.run(run_phase("warm", benches[label].queue_job, 4, 0.5, 3.0, meters[label]))
     pdf = next(p for p in reports_dir.glob("*.pdf")).read_bytes()
     # The "empty" side holds a few pages of the same mix, so that both sides
     # answer the same pages (a filtered page of nothing costs less than one of 20).
@@ -366,9 +348,7 @@ def run(args: argparse.Namespace, stacks: dict[str, Stack]) -> dict[str, Any]:
 
         async def before_purge() -> dict[str, Any]:
             stop = time.monotonic() + args.duration * args.rounds
-            return await submits_during(
-                bench, clients, lambda: time.monotonic() < stop, meter
-            )
+            return await submits_during(bench, clients, lambda: time.monotonic() < stop, meter)
 
         purge["submit_before"] = asyncio.run(before_purge())
         _wait_for_empty_queue(big.base_url)
@@ -396,10 +376,7 @@ def run(args: argparse.Namespace, stacks: dict[str, Stack]) -> dict[str, Any]:
             "seed_seconds": seeded.seconds,
             "database_bytes_before": size_before,
             "database_bytes_after": size_after,
-            "database_mib_per_million": (size_after - size_before)
-            / args.jobs
-            * million
-            / 2**20,
+            "database_mib_per_million": (size_after - size_before) / args.jobs * million / 2**20,
             "pdf_files": pdf_count,
             "pdf_bytes": len(pdf),
             "reports_mib_per_million": len(pdf) * million / 2**20,
@@ -411,18 +388,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/run_benchmark.sh --scale", description=__doc__.splitlines()[0]
     )
-    parser.add_argument(
-        "--jobs", type=int, default=5_000_000, help="jobs seeded (5,000,000)"
-    )
+    parser.add_argument("--jobs", type=int, default=5_000_000, help="jobs seeded (5,000,000)")
     parser.add_argument(
         "--expired",
         type=int,
         default=1_000_000,
         help="of which past the retention (1,000,000)",
     )
-    parser.add_argument(
-        "--pdf-every", type=int, default=1000, help="a real PDF every N jobs"
-    )
+    parser.add_argument("--pdf-every", type=int, default=1000, help="a real PDF every N jobs")
     parser.add_argument(
         "--baseline-jobs",
         type=int,
@@ -430,12 +403,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="jobs on the 'empty' side (2,000)",
     )
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
-    parser.add_argument(
-        "--duration", type=float, default=3.0, help="seconds per round (3)"
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=4, help="rounds per probe and database (4)"
-    )
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per round (3)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds per probe and database (4)")
     parser.add_argument(
         "--env",
         action="append",
@@ -475,18 +444,14 @@ def main(argv: list[str] | None = None) -> int:
         run_seconds=round(time.monotonic() - t0),
         machine=info,
         load_average_at_end=os.getloadavg(),
-        settings={
-            k: v for k, v in vars(args).items() if k not in ("output", "purge_child")
-        },
+        settings={k: v for k, v in vars(args).items() if k not in ("output", "purge_child")},
     )
     print_report(document)
     args.output.mkdir(parents=True, exist_ok=True)
     path = args.output / f"scale-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
     print(f"\nJSON: {path}")
-    errors = sum(
-        sum(r["errors"].values()) for r in document["probes"] if r["phase"] != "submit"
-    )
+    errors = sum(sum(r["errors"].values()) for r in document["probes"] if r["phase"] != "submit")
     return 1 if errors else 0
 
 

@@ -86,9 +86,7 @@ def _rows(
     label = LABELS[index % 3]
     p = round(0.9 + rng.random() * 0.1, 3)
     rest = round((1 - p) / 2, 3)
-    probabilities = ", ".join(
-        f'"{name}": {p if name == label else rest}' for name in LABELS
-    )
+    probabilities = ", ".join(f'"{name}": {p if name == label else rest}' for name in LABELS)
     result = (
         f'{{"label": "{label}", "probabilities": {{{probabilities}}}, "model_version": '
         f'"{MODEL_VERSION}", "report_path": "{task_id}.pdf", '
@@ -117,15 +115,11 @@ def seed(
     uses the file: chunks are short transactions in its WAL.
     """
     started = time.monotonic()
-    engine = make_engine(
-        f"sqlite:///{database}", immediate=True, busy_timeout_ms=60_000
-    )
+    engine = make_engine(f"sqlite:///{database}", immediate=True, busy_timeout_ms=60_000)
     init_schema(engine)
     engine.dispose()
     conn = sqlite3.connect(database, timeout=60, isolation_level=None)
-    conn.execute(
-        "PRAGMA synchronous = OFF"
-    )  # a benchmark's fixture: speed over durability
+    conn.execute("PRAGMA synchronous = OFF")  # a benchmark's fixture: speed over durability
     conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: the random task_id indexes
     known_jobs = {c.name for c in JOBS.columns}
     known_meta = {c.name for c in TASKMETA.columns}
@@ -144,18 +138,14 @@ def seed(
         job_rows, meta_rows = [], []
         for index in range(first, min(jobs, first + CHUNK)):
             if index < expired:
-                submitted = old_start + (old_end - old_start) * (
-                    index / max(1, expired)
-                )
+                submitted = old_start + (old_end - old_start) * (index / max(1, expired))
             else:
                 share = (index - expired) / max(1, jobs - expired)
                 submitted = new_start + (new_end - new_start) * share
             job, meta = _rows(rng, index, submitted)
             job_rows.append(job)
             meta_rows.append(meta)
-            wants_pdf = (
-                reports_dir is not None and pdf is not None and index % pdf_every == 0
-            )
+            wants_pdf = reports_dir is not None and pdf is not None and index % pdf_every == 0
             if wants_pdf and meta[1] == "SUCCESS":
                 (reports_dir / f"{job[0]}.pdf").write_bytes(pdf)  # type: ignore[operator,arg-type]
                 pdfs += 1
@@ -176,13 +166,9 @@ def seed(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--database", type=Path, required=True, help="SQLite file (created)"
-    )
+    parser.add_argument("--database", type=Path, required=True, help="SQLite file (created)")
     parser.add_argument("--jobs", type=int, default=5_000_000)
-    parser.add_argument(
-        "--expired", type=int, default=0, help="how many are past the retention"
-    )
+    parser.add_argument("--expired", type=int, default=0, help="how many are past the retention")
     parser.add_argument("--retention-seconds", type=int, default=7 * 24 * 3600)
     parser.add_argument("--reports-dir", type=Path, help="write sparse PDF files here")
     parser.add_argument("--pdf", type=Path, help="the PDF to copy (a real report)")
