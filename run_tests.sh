@@ -36,6 +36,7 @@ ruff format --check --config pyproject.toml ../locust ../bench ../scripts
 info "mypy"
 mypy
 mypy ../locust/locustfile.py ../locust/check_results.py ../bench/benchmark.py ../bench/report_bench.py ../bench/burst.py \
+  ../bench/seed_jobs.py ../bench/scale_bench.py ../bench/role_memory.py \
   ../scripts/localstack.py
 info "pytest"
 status=0
