@@ -38,10 +38,14 @@ docker_engine_up() { command -v docker >/dev/null 2>&1 && docker info >/dev/null
 
 # The options every container gets: the named network, the restart policy, no
 # privilege escalation, a project label (for --stop and --list).
+# The engine's default json-file log grows without bound: each container keeps
+# at most DOCKER_LOG_MAX_SIZE x DOCKER_LOG_MAX_FILES of output.
 docker_common_opts() {  # container name, role
   printf '%s\n' --detach --name "$1" --label "$DOCKER_PROJECT.role=$2" \
     --network "$DOCKER_NETWORK" --restart unless-stopped \
-    --security-opt no-new-privileges --cap-drop ALL
+    --security-opt no-new-privileges --cap-drop ALL \
+    --log-driver json-file --log-opt "max-size=${DOCKER_LOG_MAX_SIZE:-10m}" \
+    --log-opt "max-file=${DOCKER_LOG_MAX_FILES:-3}"
 }
 
 docker_worker_container() { echo "$DOCKER_PROJECT-celery-$1"; }  # worker name

@@ -196,6 +196,8 @@ def test_every_container_on_the_network_with_restart_policy(runs: dict[str, Run]
         assert run.get("--network") == ["iris-net"], role
         assert run.get("--restart") == ["unless-stopped"], role
         assert "--detach" in run.options, role
+        # Bounded logs: the engine's default json-file log never rotates.
+        assert run.get("--log-opt") == ["max-size=10m", "max-file=3"], role
         # The waiter alone runs another role's image (web's) with its own script.
         expected = ["/app/flask/bin/start-waiter.sh"] if role == "waiter" else []
         assert run.command == expected, f"{role} overrides the image's start script"
