@@ -100,9 +100,13 @@ class ConfirmedPublisher:
         # at the first publish or read: one more try, on a new connection, of
         # the messages neither confirmed nor refused, as Celery's publish retry
         # would (task_publish_retry_policy). No confirm in time is no retry:
-        # the broker is up but does not take messages.
+        # the broker is up but does not take messages. Nor is a failed new
+        # connection: the broker is down, and another connect (a DNS lookup of a
+        # stopped container's name can take seconds) would only hold every
+        # waiting submit longer before its 503.
         for attempt in (1, 2):
             self._unconfirmed = {}
+            fresh = self._producer is None
             try:
                 self._publish(jobs, todo)
                 break
@@ -111,7 +115,7 @@ class ConfirmedPublisher:
                 todo = sorted(unsettled)
                 self._close()
                 log.warning("publish of %d jobs failed (try %d): %r", len(todo), attempt, exc)
-                if isinstance(exc, TimeoutError):
+                if fresh or isinstance(exc, TimeoutError):
                     break
         return self._outcomes
 

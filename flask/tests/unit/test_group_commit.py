@@ -7,6 +7,7 @@ real publisher's confirms and nacks are exercised through the stack
 
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -15,11 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from iris_service.group_commit import QUEUE_FULL, GroupCommitter, Job, RefusedError
+from iris_service import create_app
+from iris_service.group_commit import (
+    QUEUE_FULL,
+    ConfirmedPublisher,
+    GroupCommitter,
+    Job,
+    RefusedError,
+)
 from iris_service.store import StatusStore, init_schema
 
 from support.faults import wait_until
 from support.samples import SETOSA
+from support.settings import make_settings
 
 
 class Broker:
@@ -142,3 +151,38 @@ def test_a_publish_that_breaks_refuses_the_batch(store: StatusStore) -> None:
     with pytest.raises(RefusedError, match="unreachable"):
         committer.submit(lone)
     assert store.get(lone.task_id) is None
+
+
+def test_a_broker_that_is_down_gets_one_connect_per_batch(tmp_path: Path) -> None:
+    """A new connection that fails means the broker is down: the batch gets its 503
+    without a second try (in Docker, each connect to a stopped broker's name can spend
+    seconds in DNS while every waiting submit waits). A real TCP peer stands for the
+    broker: it accepts each connection and closes it at once."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    connects: list[None] = []
+
+    def accept_and_close() -> None:
+        while True:
+            try:
+                peer, _ = listener.accept()
+            except OSError:  # the listener closed: the test is over
+                return
+            connects.append(None)
+            peer.close()
+
+    threading.Thread(target=accept_and_close, daemon=True).start()
+    port = listener.getsockname()[1]
+    try:
+        settings = make_settings(tmp_path, broker_url=f"amqp://u:p@127.0.0.1:{port}//")
+        app = create_app({"TESTING": True}, settings=settings)
+        publish = ConfirmedPublisher(app.extensions["celery"], settings)
+        first = publish([job()])
+        one_batch = len(connects)
+        assert isinstance(first[0], RefusedError)
+        assert one_batch >= 1
+        # The same again: a batch costs the connects of one try, not of two.
+        publish([job()])
+        assert len(connects) == 2 * one_batch
+        assert one_batch <= 3  # ensure_connection's own attempts (max_retries=2)
+    finally:
+        listener.close()
