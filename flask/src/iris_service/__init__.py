@@ -17,6 +17,7 @@ from . import store as store_module
 from .celery_app import celery_config, celery_init_app
 from .config import Settings, load_settings, status_dir
 from .errors import register_error_handlers
+from .registry import Registry
 from .status_files import StatusFiles
 from .store import StatusStore, init_schema
 
@@ -65,12 +66,15 @@ def create_app(
         files.prepare()
     app.extensions["iris_settings"] = settings
     app.extensions["iris_store"] = store
+    # Issue 16: the model registry (its first use registers today's model).
+    app.extensions["iris_registry"] = Registry(store.engine, settings)
     store_module.init_app(app)
     celery_init_app(app)
 
-    from . import views
+    from . import model_views, views
 
     app.register_blueprint(views.bp)
+    app.register_blueprint(model_views.bp)
     if settings.bench_inline_endpoint:
         from . import bench_views
 

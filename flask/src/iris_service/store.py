@@ -303,7 +303,7 @@ class StatusStore:
     def create_pending(
         self,
         task_id: str,
-        inputs: dict[str, float],
+        inputs: dict[str, Any],
         *,
         retry_of: str | None = None,
         idempotency_key: tuple[str, str] | None = None,
@@ -551,6 +551,33 @@ def purge_idempotency_keys_before(store: StatusStore, cutoff: datetime) -> int:
             delete(IDEMPOTENCY_KEYS).where(IDEMPOTENCY_KEYS.c.created_at < cutoff)
         )
     return int(result.rowcount)
+
+
+# ---------------------------------------------------------------------------
+# Issue 16: the model registry's table (registry.py reads and writes it).
+# ---------------------------------------------------------------------------
+
+MODELS = Table(
+    "iris_models",
+    metadata,
+    # The integer id orders models newest first and is the pagination cursor.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("version", String(16), unique=True, nullable=False),
+    Column("estimator", String(32), nullable=False),
+    # TRAINING, READY or FAILED (an artifact that failed its check on load).
+    Column("state", String(16), nullable=False),
+    # 1 on exactly one READY row: the model new predictions use by default.
+    Column("is_default", Integer, nullable=False, default=0),
+    Column("created_at", DateTime, nullable=False),
+    # The artifact's file name in MODELS_DIR and the SHA-256 of its bytes.
+    Column("artifact", String(64), nullable=False),
+    Column("artifact_sha256", String(64), nullable=False),
+    # The model card (JSON, without raw parameters): estimator parameters,
+    # data fingerprint, metrics, training time, library versions.
+    Column("card", Text, nullable=False),
+    Column("task_id", String(36), nullable=True),
+    sqlite_autoincrement=True,
+)
 
 
 @click.command("init-db")

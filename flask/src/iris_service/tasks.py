@@ -26,7 +26,8 @@ from . import metrics, report, reports, testhooks
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .files import write_atomically
-from .model import IrisModel, Prediction, get_model
+from .model import Prediction, ServingModel
+from .registry import Registry
 from .result_backend import COMPLETED_AT
 from .store import StatusStore
 from .validation import Measurements
@@ -48,7 +49,9 @@ def _stop_if_cancelled(store: StatusStore, settings: Settings, task_id: str) -> 
     raise Ignore()
 
 
-def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
+def predict(
+    task: Task, features: dict[str, Any], model_version: str | None = None
+) -> dict[str, Any]:
     settings: Settings = current_app.extensions["iris_settings"]
     store: StatusStore = current_app.extensions["iris_store"]
     task_id: str = task.request.id
@@ -79,7 +82,10 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
         testhooks.inject_fault(task, settings, measurements.sepal_length)
     # Predicting takes microseconds: no state write of its own (each costs more).
     values = measurements.model_dump()
-    model = get_model(settings.model_path)
+    # Issue 16: the version the web app chose at submit (messages from before
+    # the registry carry none: the default). A bad artifact fails the job here.
+    registry: Registry = current_app.extensions["iris_registry"]
+    model = registry.load(model_version or registry.default_version())
     prediction = model.predict(values)
     task.update_state(state="PROGRESS", meta={"stage": "writing report", "progress": 0.6})
     _stop_if_cancelled(store, settings, task_id)
@@ -99,7 +105,7 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
 
 def write_report(
     settings: Settings,
-    model: IrisModel,
+    model: ServingModel,
     task_id: str,
     values: dict[str, float],
     prediction: Prediction,

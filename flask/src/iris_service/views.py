@@ -22,8 +22,8 @@ from . import idempotency, logs, metrics, probability_png, reports
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .errors import ApiError, unavailable
-from .model import get_model
 from .openapi import openapi_document
+from .registry import MODEL_VERSION, registry_of_app, requested_version
 from .status_body import CANCELLED_BY_RE, encode, iso, status_body
 from .store import TASK_STATES, JobStatus, StatusStore
 from .validation import (
@@ -61,23 +61,27 @@ def _celery() -> Celery:
     return celery_app
 
 
-def _parse_json() -> Measurements:
-    """The request's JSON body, validated; raises InvalidInputError for bad measurements."""
+def _parse_json() -> tuple[Measurements, object]:
+    """The request's JSON body, validated, and its model_version if any (issue 16);
+    raises InvalidInputError for bad measurements."""
     try:
         payload = decode_json(request.get_data(cache=False))
     except MalformedBodyError as exc:
         raise ApiError(400, str(exc)) from None
-    return validate_json(payload)
+    version = payload.pop(MODEL_VERSION, None) if isinstance(payload, dict) else None
+    return validate_json(payload), version
 
 
-def _parse_body() -> Measurements:
+def _parse_body() -> tuple[Measurements, object]:
     mimetype = request.mimetype
     if mimetype == "application/json" or mimetype.endswith("+json"):
         return _parse_json()
     if mimetype in _FORM_TYPES:
         # Every value of each field, so that a repeated one is refused, not
         # silently read as its first.
-        return validate_form(request.form.items(multi=True))
+        fields = [(k, v) for k, v in request.form.items(multi=True) if k != MODEL_VERSION]
+        versions = request.form.getlist(MODEL_VERSION)
+        return validate_form(fields), versions if len(versions) > 1 else next(iter(versions), None)
     raise ApiError(
         415,
         "send application/json or a form (application/x-www-form-urlencoded)",
@@ -88,14 +92,23 @@ def _parse_body() -> Measurements:
 @bp.post("/predict")
 def predict() -> Response:
     # Bad measurements raise InvalidInputError: errors.py answers it with a 400.
-    values = _parse_body().model_dump()
-    return _submit(values)
+    measurements, version = _parse_body()
+    # Issue 16: a READY version the client names (else a 400), or the default.
+    return _submit(measurements.model_dump(), model_version=requested_version(version))
 
 
-def _submit(values: dict[str, float], retry_of: str | None = None) -> Response:
+def _submit(
+    values: dict[str, float], retry_of: str | None = None, model_version: str | None = None
+) -> Response:
     """Record a new job, publish it, and answer 202 (or 503): a submit and a retry alike."""
     task_id = str(uuid.uuid4())
     store = _store()
+    try:
+        # Chosen now: a job queued before a promotion keeps the version it was submitted with.
+        model_version = model_version or registry_of_app().default_version()
+    except SQLAlchemyError:
+        log.exception("could not read the default model")
+        return unavailable("the result backend is unavailable; try again later")
     # Issue 14 part B: Idempotency-Key (idempotency.py), on submits only. None without it.
     key = idempotency.key_of(request.headers) if retry_of is None else None
     try:
@@ -113,9 +126,10 @@ def _submit(values: dict[str, float], retry_of: str | None = None) -> Response:
         _celery().send_task(
             PREDICT_TASK,
             args=[values],
+            kwargs={MODEL_VERSION: model_version},
             task_id=task_id,
             argsrepr=repr([values]),
-            kwargsrepr="{}",
+            kwargsrepr=repr({MODEL_VERSION: model_version}),
             # The worker logs its lines of this job with the request's id (logs.py).
             headers={logs.TASK_HEADER: logs.current().request_id},
         )
@@ -139,6 +153,7 @@ def _submit(values: dict[str, float], retry_of: str | None = None) -> Response:
         state="PENDING",
         status_url=status_url,
         report_url=reports.url(task_id),
+        model_version=model_version,
     )
     response.status_code = 202
     response.headers["Location"] = status_url
@@ -375,7 +390,8 @@ def tasks() -> Response:
 
 @bp.get("/model")
 def model_card() -> Response:
-    return jsonify(get_model(_settings().model_path).public_card())
+    # Issue 16: the default model's card (model_views.py serves every version's).
+    return jsonify(registry_of_app().default_card())
 
 
 @bp.get("/openapi.json")
@@ -388,7 +404,7 @@ def openapi() -> Response:
 _HEALTH_BROKER_TIMEOUT = 2
 
 
-def _queue_state(conn: Connection) -> tuple[int, int]:
+def _queue_state(conn: Connection, name: str | None = None) -> tuple[int, int]:
     """How many consumers the prediction queue has, and how many messages are ready in it.
 
     A passive declare is one AMQP round trip and changes nothing. It counts
@@ -396,7 +412,7 @@ def _queue_state(conn: Connection) -> tuple[int, int]:
     known only to the management API or rabbitmqctl, neither of which the web
     app may use, so the health body leaves them out rather than guess.
     """
-    name = _settings().queue_name
+    name = name or _settings().queue_name
     try:
         # kombu's channels are not annotated.
         declared = conn.default_channel.queue_declare(  # type: ignore[no-untyped-call]
@@ -410,12 +426,13 @@ def _queue_state(conn: Connection) -> tuple[int, int]:
     return int(consumers), int(ready)
 
 
-def _broker_queue_state() -> tuple[int, int]:
-    """The prediction queue's consumers and ready messages, asked of the broker now."""
+def _broker_queue_state(name: str | None = None) -> tuple[int, int]:
+    """A queue's consumers and ready messages (the prediction queue's by default), asked
+    of the broker now."""
     timeouts = {"read_timeout": _HEALTH_BROKER_TIMEOUT, "write_timeout": _HEALTH_BROKER_TIMEOUT}
     with _celery().connection_for_write(transport_options=timeouts) as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, timeout=_HEALTH_BROKER_TIMEOUT)
-        return _queue_state(conn)
+        return _queue_state(conn, name)
 
 
 @bp.get("/health")
