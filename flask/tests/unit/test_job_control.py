@@ -324,13 +324,16 @@ def test_retry_submits_the_same_measurements_as_a_new_job(
     assert body["report_url"] == f"/flask/result/{new_id}.pdf"
     # The request's id travels in the message headers (logs.py), checked elsewhere.
     assert set(published[0].pop("headers")) == {"request_id"}
+    # A retry predicts with the default model of the time of the retry (issue 16).
+    version = {"model_version": app.extensions["iris_registry"].default_version()}
     assert published == [
         {
             "name": "iris.predict",
             "args": [VIRGINICA],
+            "kwargs": version,
             "task_id": new_id,
             "argsrepr": repr([VIRGINICA]),
-            "kwargsrepr": "{}",
+            "kwargsrepr": repr(version),
         }
     ]
     status = client.get(f"/flask/status/{new_id}").get_json()
