@@ -75,7 +75,8 @@ def validate_spec(payload: Any) -> TrainingSpec:
     if unknown:
         raise InvalidInputError({name: "is not a known field" for name in unknown})
     estimator = payload.get("estimator")
-    if estimator not in ESTIMATORS:
+    # A JSON object or list is no key of ESTIMATORS (nor hashable).
+    if not isinstance(estimator, str) or estimator not in ESTIMATORS:
         raise InvalidInputError({"estimator": f"must be one of {', '.join(ESTIMATORS)}"})
     params = payload.get("params", {})
     if params is None:

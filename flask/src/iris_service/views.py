@@ -196,8 +196,11 @@ def _probability_png(job: JobStatus) -> Response:
     probabilities, label = stored.get("probabilities"), stored.get("label")
     if not isinstance(probabilities, dict) or not isinstance(label, str):
         raise ApiError(404, "this task has no probabilities to draw", task_id=job.task_id)
+    version = stored.get("model_version")
     png = probability_png.probability_png(
-        {str(k): float(v) for k, v in probabilities.items()}, label
+        {str(k): float(v) for k, v in probabilities.items()},
+        label,
+        version if isinstance(version, str) else None,
     )
     response = Response(png, mimetype="image/png")
     response.headers["Content-Disposition"] = (
@@ -405,7 +408,8 @@ _HEALTH_BROKER_TIMEOUT = 2
 
 
 def _queue_state(conn: Connection, name: str | None = None) -> tuple[int, int]:
-    """How many consumers the prediction queue has, and how many messages are ready in it.
+    """How many consumers a queue (the prediction queue by default) has, and how many
+    messages are ready in it.
 
     A passive declare is one AMQP round trip and changes nothing. It counts
     ready messages only: the unacknowledged ones (jobs being worked on) are

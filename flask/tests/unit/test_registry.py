@@ -4,6 +4,7 @@ that are refused (changed bytes, untrusted types)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -12,9 +13,11 @@ import pytest
 import skops.io as sio
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image
 
 from iris_service import ensemble_model, training
 from iris_service.model import ArtifactError
+from iris_service.probability_png import PNG_SIZE, probability_png
 from iris_service.registry import Registry, load_artifact
 from iris_service.training_request import TrainingSpec
 
@@ -128,3 +131,16 @@ def test_a_file_that_is_no_skops_zip_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"not a zip")
     with pytest.raises(ArtifactError, match="not a readable skops file"):
         load_artifact(path, hashlib.sha256(b"not a zip").hexdigest())
+
+
+def test_the_png_names_the_model_version() -> None:
+    probabilities = {"setosa": 0.9, "versicolor": 0.07, "virginica": 0.03}
+
+    def caption_ink(png: bytes) -> int:
+        image = Image.open(io.BytesIO(png)).convert("L")
+        # The top right corner, where the version goes.
+        corner = image.crop((PNG_SIZE[0] - 200, 5, PNG_SIZE[0] - 10, 35))
+        return sum(1 for value in corner.tobytes() if value < 200)
+
+    assert caption_ink(probability_png(probabilities, "setosa")) == 0
+    assert caption_ink(probability_png(probabilities, "setosa", "94719adb164dfc5c")) > 50

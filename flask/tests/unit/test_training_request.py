@@ -39,6 +39,8 @@ def test_the_builtin_data_as_csv_reads_back_the_same() -> None:
     [
         ({"estimator": "svm"}, {"estimator": "must be one of"}),
         ({}, {"estimator": "must be one of"}),
+        ({"estimator": {}}, {"estimator": "must be one of"}),
+        ({"estimator": ["random_forest"]}, {"estimator": "must be one of"}),
         ({"estimator": "random_forest", "extra": 1}, {"extra": "is not a known field"}),
         ({"estimator": "random_forest", "params": []}, {"params": "must be a JSON object"}),
         (
