@@ -3,15 +3,19 @@ as tables of bad inputs and the messages a person gets back."""
 
 from __future__ import annotations
 
+import io
+import json
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from iris_service.training import builtin_data
 from iris_service.training_request import (
     MAX_REPORTED,
     DataError,
+    data_path,
     parse_csv,
     validate_spec,
 )
@@ -174,7 +178,64 @@ def test_the_api_answers_400_with_the_problems(client: FlaskClient) -> None:
         ),
     ],
 )
-def test_refused_requests(client: FlaskClient, kwargs: dict[str, Any], status: int, part: str) -> None:
+def test_refused_requests(
+    client: FlaskClient, kwargs: dict[str, Any], status: int, part: str
+) -> None:
     r = client.post("/flask/models?estimator=random_forest", **kwargs)
     assert r.status_code == status, r.get_data(as_text=True)
     assert part in r.get_data(as_text=True)
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch, app: Flask) -> list[dict[str, Any]]:
+    """Replace the publish alone (the fixture's broker is a closed port); record each."""
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        app.extensions["celery"], "send_task", lambda name, **kw: sent.append({"name": name, **kw})
+    )
+    return sent
+
+
+@pytest.mark.parametrize("form", ["json", "csv", "multipart"])
+def test_each_form_of_request_queues_one_training_job(
+    app: Flask, client: FlaskClient, published: list[dict[str, Any]], form: str
+) -> None:
+    params = {"n_estimators": 7}
+    if form == "json":
+        r = client.post("/flask/models", json={"estimator": "random_forest", "params": params})
+    elif form == "csv":
+        r = client.post(
+            f"/flask/models?estimator=random_forest&params={json.dumps(params)}",
+            data=GOOD,
+            content_type="text/csv",
+        )
+    else:
+        r = client.post(
+            "/flask/models",
+            data={
+                "estimator": "random_forest",
+                "params": json.dumps(params),
+                "data": (io.BytesIO(GOOD.encode()), "flowers.csv"),
+            },
+            content_type="multipart/form-data",
+        )
+    assert r.status_code == 202, r.get_data(as_text=True)
+    body = r.get_json()
+    expected_data = "iris" if form == "json" else builtin_data().sha256
+    assert body["data"] == expected_data
+    assert body["params"] == {"n_estimators": 7, "max_depth": None, "min_samples_leaf": 1}
+    (message,) = published
+    assert message["name"] == "iris.train" and message["queue"] == "training"
+    assert message["task_id"] == body["task_id"]
+    assert message["kwargs"] == {
+        "spec": {"estimator": "random_forest", "params": body["params"]},
+        "data": expected_data,
+    }
+    if form != "json":
+        stored = data_path(app.extensions["iris_settings"].models_dir, expected_data)
+        assert parse_csv(stored.read_bytes()).sha256 == expected_data
+    # Queued and visible; the stage says where it waits (the broker is a closed
+    # port here, so whether a training worker consumes is unknown).
+    status = client.get(body["status_url"]).get_json()
+    assert status["state"] == "PENDING"
+    assert status["stage"].startswith("queued in the training queue")
