@@ -103,6 +103,7 @@ def _submit(
     """Record a new job, publish it, and answer 202 (or 503): a submit and a retry alike."""
     task_id = str(uuid.uuid4())
     store = _store()
+    requested_version = model_version  # part of the body an Idempotency-Key repeat must match
     try:
         # Chosen now: a job queued before a promotion keeps the version it was submitted with.
         model_version = model_version or registry_of_app().default_version()
@@ -115,7 +116,9 @@ def _submit(
         if key is None:
             store.create_pending(task_id, values, retry_of=retry_of)
         # Part B: the key's row joins the PENDING transaction, or a repeat is answered.
-        elif (answer := idempotency.claim(store, key, task_id, values)) is not None:
+        elif (
+            answer := idempotency.claim(store, key, task_id, values, requested_version)
+        ) is not None:
             return answer
     except SQLAlchemyError:
         log.exception("could not record job %s", task_id)

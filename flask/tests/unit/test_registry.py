@@ -18,19 +18,10 @@ from PIL import Image
 from iris_service import ensemble_model, training
 from iris_service.model import ArtifactError
 from iris_service.probability_png import PNG_SIZE, probability_png
-from iris_service.registry import Registry, load_artifact
+from iris_service.registry import load_artifact
 from iris_service.training_request import TrainingSpec
 
-
-def _registry(app: Flask) -> Registry:
-    registry: Registry = app.extensions["iris_registry"]
-    return registry
-
-
-def _forest(app: Flask) -> str:
-    spec = TrainingSpec("random_forest", {"n_estimators": 3, "max_depth": 2, "min_samples_leaf": 1})
-    card, artifact, suffix = training.train_model(spec, training.builtin_data())
-    return _registry(app).register(card, artifact, suffix).version
+from support.models import SMALL_FOREST, register_forest, registry_of
 
 
 def test_the_first_use_registers_todays_model_as_the_default(
@@ -45,14 +36,14 @@ def test_the_first_use_registers_todays_model_as_the_default(
     ]
     assert listed["next"] is None
     # Asked again (another process, a restart), nothing is added.
-    _registry(app)._default = None
-    assert _registry(app).default_version() == card["version"]
+    registry_of(app)._default = None
+    assert registry_of(app).default_version() == card["version"]
     assert len(client.get("/flask/models").get_json()["models"]) == 1
 
 
 def test_promote_pages_and_errors(app: Flask, client: FlaskClient) -> None:
     first = client.get("/flask/model").get_json()["version"]
-    forest = _forest(app)
+    forest = register_forest(app)
     page = client.get("/flask/models?limit=1").get_json()
     assert [m["version"] for m in page["models"]] == [forest]
     rest = client.get(f"/flask/models?limit=1&before={page['next']}").get_json()
@@ -60,7 +51,7 @@ def test_promote_pages_and_errors(app: Flask, client: FlaskClient) -> None:
 
     r = client.post(f"/flask/models/{forest}/default")
     assert r.status_code == 200 and r.get_json()["default"] is True
-    _registry(app)._default = None  # the next second, in any process
+    registry_of(app)._default = None  # the next second, in any process
     assert client.get("/flask/model").get_json()["version"] == forest
     assert client.get(f"/flask/models/{first}").get_json()["default"] is False
 
@@ -70,9 +61,8 @@ def test_promote_pages_and_errors(app: Flask, client: FlaskClient) -> None:
 
 
 def test_register_is_idempotent(app: Flask) -> None:
-    spec = TrainingSpec("random_forest", {"n_estimators": 3, "max_depth": 2, "min_samples_leaf": 1})
-    card, artifact, suffix = training.train_model(spec, training.builtin_data())
-    registry = _registry(app)
+    card, artifact, suffix = training.train_model(SMALL_FOREST, training.builtin_data())
+    registry = registry_of(app)
     first = registry.register(card, artifact, suffix)
     # A rerun of the same job: the same version, other bytes (skops zips carry times).
     again = registry.register(card, ensemble_model.dumps(object(), card), suffix)
@@ -89,13 +79,13 @@ def test_register_is_idempotent(app: Flask) -> None:
 def test_changed_bytes_are_refused_and_the_model_marked_failed(
     app: Flask, client: FlaskClient, suffix: str
 ) -> None:
-    registry = _registry(app)
+    registry = registry_of(app)
     if suffix == "json":
         spec = TrainingSpec("logistic_regression", {"C": 0.5, "max_iter": 1000})
         card, artifact, _ = training.train_model(spec, training.builtin_data())
         version = registry.register(card, artifact, "json").version
     else:
-        version = _forest(app)
+        version = register_forest(app)
     row = registry.get(version)
     assert row is not None
     path = app.extensions["iris_settings"].models_dir / row.artifact
