@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import time
+from typing import Any
 
 from flask import Response, jsonify, url_for
 from sqlalchemy.exc import SQLAlchemyError
@@ -110,21 +111,16 @@ def _failed() -> Response:
 
 
 def claim(
-    store: StatusStore,
-    key: str,
-    task_id: str,
-    values: dict[str, float],
-    requested_version: str | None = None,
+    store: StatusStore, key: str, task_id: str, inputs: dict[str, Any], digest: str
 ) -> Response | None:
-    """Record the job under ``key``, or answer the repeat of a key.
+    """Record the job (its ``inputs``) under ``key``, or answer the repeat of a key.
 
-    ``requested_version`` is the body's ``model_version`` (None if it names
-    none). None: this request holds the key and the job is PENDING; it must
-    publish, then call :func:`published` or :func:`publish_failed`. A Response:
-    the answer to a repeat (the job's, a 422, a 409 or a 503).
+    ``digest`` is the request body's :func:`body_sha256`. None: this request
+    holds the key and the job is PENDING; it must publish, then call
+    :func:`published` or :func:`publish_failed`. A Response: the answer to a
+    repeat (the job's, a 422, a 409 or a 503).
     """
-    digest = body_sha256(values, requested_version)
-    held = create_pending_with_key(store, task_id, values, key, digest)
+    held = create_pending_with_key(store, task_id, inputs, key, digest)
     deadline = time.monotonic() + WAIT_SECONDS
     pause = _FIRST_POLL
     while True:

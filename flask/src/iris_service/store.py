@@ -498,7 +498,7 @@ def _key_from_row(row: Any) -> IdempotencyKey:
 
 
 def create_pending_with_key(
-    store: StatusStore, task_id: str, inputs: dict[str, float], key: str, body_sha256: str
+    store: StatusStore, task_id: str, inputs: dict[str, Any], key: str, body_sha256: str
 ) -> IdempotencyKey | None:
     """Record ``key`` and the job as PENDING in one transaction, as create_pending does.
 

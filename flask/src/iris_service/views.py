@@ -110,14 +110,18 @@ def _submit(
     except SQLAlchemyError:
         log.exception("could not read the default model")
         return unavailable("the result backend is unavailable; try again later")
+    # Recorded with the measurements, so that a retry predicts with the same model.
+    inputs = {**values, MODEL_VERSION: model_version}
     # Issue 14 part B: Idempotency-Key (idempotency.py), on submits only. None without it.
     key = idempotency.key_of(request.headers) if retry_of is None else None
     try:
         if key is None:
-            store.create_pending(task_id, values, retry_of=retry_of)
+            store.create_pending(task_id, inputs, retry_of=retry_of)
         # Part B: the key's row joins the PENDING transaction, or a repeat is answered.
         elif (
-            answer := idempotency.claim(store, key, task_id, values, requested_version)
+            answer := idempotency.claim(
+                store, key, task_id, inputs, idempotency.body_sha256(values, requested_version)
+            )
         ) is not None:
             return answer
     except SQLAlchemyError:
@@ -324,7 +328,8 @@ def cancel(task_id: str) -> Response:
 
 @bp.post("/tasks/<task_id>/retry")
 def retry(task_id: str) -> Response:
-    """Submit a failed or cancelled job's measurements again, as a new job naming it."""
+    """Submit a failed or cancelled job's measurements again, as a new job naming it,
+    with the job's model version (jobs recorded before versions: the default)."""
     job = _lookup(task_id)
     if job.state not in _RETRYABLE:
         raise ApiError(
@@ -333,15 +338,16 @@ def retry(task_id: str) -> Response:
             state=job.state,
             status_url=url_for("api.status", task_id=job.task_id),
         )
-    inputs = _store().inputs_of(job.task_id)
+    inputs = _store().inputs_of(job.task_id) or {}
+    version = inputs.pop(MODEL_VERSION, None)
     try:
         values = Measurements.model_validate(inputs, strict=True).model_dump()
     except ValidationError:
-        # Never from a job this app recorded; say so rather than fail.
+        # Never from a prediction this app recorded; say so rather than fail.
         raise ApiError(
             409, "the task's measurements cannot be submitted again", task_id=job.task_id
         ) from None
-    answer = _submit(values, retry_of=job.task_id)
+    answer = _submit(values, retry_of=job.task_id, model_version=version)
     if answer.status_code == 202:
         metrics.job_retried()
     return answer

@@ -27,6 +27,7 @@ from iris_service.openapi import openapi_document
 from iris_service.status_body import encode, status_body
 from iris_service.store import JOBS, TASKMETA, StatusStore, init_schema
 
+from support.models import register_forest, registry_of
 from support.samples import SETOSA, VIRGINICA
 from support.settings import make_settings
 
@@ -324,8 +325,8 @@ def test_retry_submits_the_same_measurements_as_a_new_job(
     assert body["report_url"] == f"/flask/result/{new_id}.pdf"
     # The request's id travels in the message headers (logs.py), checked elsewhere.
     assert set(published[0].pop("headers")) == {"request_id"}
-    # A retry predicts with the default model of the time of the retry (issue 16).
-    version = {"model_version": app.extensions["iris_registry"].default_version()}
+    # A job recorded without a model version (before issue 16) is retried with the default.
+    version = {"model_version": registry_of(app).default_version()}
     assert published == [
         {
             "name": "iris.predict",
@@ -338,9 +339,33 @@ def test_retry_submits_the_same_measurements_as_a_new_job(
     ]
     status = client.get(f"/flask/status/{new_id}").get_json()
     assert status["retry_of"] == original and status["state"] == "PENDING"
-    assert store_of(app).inputs_of(new_id) == VIRGINICA
+    assert store_of(app).inputs_of(new_id) == VIRGINICA | version
     # The original is untouched.
     assert client.get(f"/flask/status/{original}").get_json()["state"] == retryable
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["default-at-submit", "named"])
+def test_retry_predicts_with_the_original_jobs_model(
+    app: Flask, client: FlaskClient, published: list[dict[str, Any]], named: bool
+) -> None:
+    """Not with the default of the time of the retry (issue 16): a retry is the same job."""
+    registry = registry_of(app)
+    first_default, forest = registry.default_version(), register_forest(app)
+    original_version = forest if named else first_default
+    body = VIRGINICA | ({"model_version": forest} if named else {})
+    original = client.post("/flask/predict", json=body).get_json()["task_id"]
+    # Another model becomes the default before the retry.
+    registry.promote(first_default if named else forest)
+    assert registry.default_version() != original_version
+    set_state(app, original, "FAILURE")
+
+    r = client.post(f"/flask/tasks/{original}/retry")
+    assert r.status_code == 202, r.get_data(as_text=True)
+    assert r.get_json()["model_version"] == original_version
+    assert [p["kwargs"] for p in published] == [{"model_version": original_version}] * 2
+    assert store_of(app).inputs_of(r.get_json()["task_id"]) == VIRGINICA | {
+        "model_version": original_version
+    }
 
 
 @pytest.mark.parametrize("state", ["PENDING", "STARTED", "PROGRESS", "SUCCESS"])
