@@ -71,10 +71,11 @@ def create_app(
     store_module.init_app(app)
     celery_init_app(app)
 
-    from . import model_views, views
+    from . import batch_views, model_views, views
 
     app.register_blueprint(views.bp)
     app.register_blueprint(model_views.bp)
+    app.register_blueprint(batch_views.bp)
     if settings.bench_inline_endpoint:
         from . import bench_views
 

@@ -18,6 +18,8 @@ from .store import configure_sqlite
 PREDICT_TASK = "iris.predict"
 # Issue 16: training jobs, on a queue of their own (training_jobs.py).
 TRAIN_TASK = "iris.train"
+# Batch predictions from a CSV, on the prediction queue (batch_jobs.py).
+BATCH_TASK = "iris.batch"
 # Training jobs are few and long: a short bound is plenty.
 TRAINING_QUEUE_MAX_LENGTH = 1000
 

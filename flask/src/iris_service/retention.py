@@ -66,6 +66,8 @@ def purge(settings: Settings, store: StatusStore) -> PurgeReport:
     if settings.reports_dir.is_dir():
         # Reports whose row is already gone (a crash between rows and files).
         files += _unlink_old("*.pdf", settings.reports_dir, now - settings.retention_seconds)
+        # Batch result CSVs (batch_jobs.py) expire with their reports.
+        files += _unlink_old("*.csv", settings.reports_dir, now - settings.retention_seconds)
         # Temporary files of jobs killed mid-write; no live job is that old.
         files += _unlink_old(".*.tmp", settings.reports_dir, now - 2 * settings.task_time_limit)
     if deleted or files or keys:

@@ -51,3 +51,14 @@ def training_register_hook(task: Task, n_estimators: object, attempt: int) -> No
     if n_estimators == KILL_BEFORE_REGISTERING_N_ESTIMATORS and attempt == 1:
         logger.warning("test hook: training job %s kills its worker process", task.request.id)
         os._exit(70)
+
+
+# Batches (batch_jobs.py): a batch whose first row has this sepal_length kills
+# its worker process after its first chunk, on its first attempt only.
+KILL_MID_BATCH_SEPAL_LENGTH = 99.5
+
+
+def batch_chunk_hook(task: Task, first_sepal_length: float, chunk: int, attempt: int) -> None:
+    if first_sepal_length == KILL_MID_BATCH_SEPAL_LENGTH and chunk == 1 and attempt == 1:
+        logger.warning("test hook: batch job %s kills its worker process", task.request.id)
+        os._exit(70)

@@ -20,13 +20,13 @@ from .report_style import INK, MUTED, NAVY, RULE, WHITE
 from .report_text import set_text, text
 
 
-def _heading(pdf: ReportPDF, y: float, value: str) -> float:
+def heading(pdf: ReportPDF, y: float, value: str) -> float:
     set_text(pdf, 7, "B", MUTED)
     text(pdf, LEFT, y, value.upper())
     return y + 6
 
 
-def _table(
+def table(
     pdf: ReportPDF, y: float, columns: Sequence[tuple[str, float]], rows: list[list[str]]
 ) -> float:
     """A plain table: header in muted bold, one rule under it; returns the y below it."""
@@ -60,9 +60,9 @@ def _evaluation_page(pdf: ReportPDF, card: Mapping[str, Any], task_id: str) -> N
     set_text(pdf, 13, "B", WHITE)
     text(pdf, LEFT, 10.5, "How the model was evaluated")
 
-    y = _heading(pdf, 26, f"Accuracy of each of the {card.get('cv_folds', '?')} folds")
+    y = heading(pdf, 26, f"Accuracy of each of the {card.get('cv_folds', '?')} folds")
     folds = card.get("cv_fold_accuracy") or []
-    y = _table(
+    y = table(
         pdf,
         y,
         [("Fold", 30), ("Accuracy on its held-out rows", 80)],
@@ -78,9 +78,9 @@ def _evaluation_page(pdf: ReportPDF, card: Mapping[str, Any], task_id: str) -> N
         f"trained in {card.get('training_seconds', '?')} s.",
     )
 
-    y = _heading(pdf, y + 10, "Per species (cross-validated)")
+    y = heading(pdf, y + 10, "Per species (cross-validated)")
     per_class = card.get("cv_per_class") or {}
-    y = _table(
+    y = table(
         pdf,
         y,
         [("Species", 40), ("Precision", 35), ("Recall", 35), ("Rows", 30)],
@@ -95,12 +95,12 @@ def _evaluation_page(pdf: ReportPDF, card: Mapping[str, Any], task_id: str) -> N
     text(pdf, LEFT, y + 1.6, "Recall: of the flowers of a species, the share predicted as it.")
 
     data = card.get("training_data") or {}
-    y = _heading(pdf, y + 12, "The training data")
+    y = heading(pdf, y + 12, "The training data")
     set_text(pdf, 8.5, colour=INK)
     source = "uploaded CSV" if data.get("source") == "upload" else "built-in iris data"
     text(pdf, LEFT, y, f"{data.get('rows', '?')} rows, {source}; SHA-256 {data.get('sha256', '?')}")
     summary = card.get("data_summary") or {}
-    y = _table(
+    y = table(
         pdf,
         y + 7,
         [("Species", 34), ("Rows", 20)] + [(f"Mean {FEATURE_LABELS[f]}", 31) for f in FEATURES],

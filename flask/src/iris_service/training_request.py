@@ -12,7 +12,7 @@ import csv
 import hashlib
 import io
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -163,23 +163,28 @@ def _species(value: str) -> str | None:
     return name if name in SPECIES else None
 
 
-def _header(fields: list[str], problems: _Problems) -> dict[str, int]:
+def _header(fields: list[str], columns: tuple[str, ...], problems: _Problems) -> dict[str, int]:
     names = [f.strip().lower() for f in fields]
     for name, count in Counter(names).items():
         if count > 1:
             problems.add(1, name, "appears more than once")
     for name in names:
-        if name not in COLUMNS:
-            problems.add(1, name, f"is not a known column (expected {', '.join(COLUMNS)})")
-    for name in COLUMNS:
+        if name not in columns:
+            problems.add(1, name, f"is not a known column (expected {', '.join(columns)})")
+    for name in columns:
         if name not in names:
             problems.add(1, name, "is missing")
-    return {name: names.index(name) for name in COLUMNS if name in names}
+    return {name: names.index(name) for name in columns if name in names}
 
 
-def parse_csv(content: bytes) -> TrainingData:
-    """Read and check a training CSV; raise DataError listing its problems (row 1: the header)."""
-    problems = _Problems()
+def _read_rows(
+    content: bytes, columns: tuple[str, ...], problems: _Problems, max_rows: int | None = None
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """The data rows of a CSV with these columns (any order), each with its line number.
+
+    Problems of the file, its header and each row's shape go to ``problems``;
+    the caller checks the values. Over ``max_rows`` data rows is one problem.
+    """
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -191,32 +196,50 @@ def parse_csv(content: bytes) -> TrainingData:
         problems.add(None, None, "the file is empty; the first line must name the columns")
         problems.raise_if_any()
     assert header is not None
-    where = _header(header, problems)
+    where = _header(header, columns, problems)
     problems.raise_if_any()
-    x: list[tuple[float, ...]] = []
-    y: list[str] = []
+    count = 0
     for number, fields in enumerate(rows, start=2):
         if not any(f.strip() for f in fields):
             continue  # blank lines, a trailing one included
+        count += 1
+        if max_rows is not None and count > max_rows:
+            problems.add(number, None, f"is one row too many: at most {max_rows} rows")
+            problems.raise_if_any()
         if len(fields) != len(header):
             problems.add(number, None, f"has {len(fields)} fields; the header has {len(header)}")
             continue
-        species = _species(fields[where["species"]])
+        yield number, {name: fields[where[name]] for name in columns}
+
+
+def _measured(number: int, fields: dict[str, str], problems: _Problems) -> tuple[float, ...] | None:
+    """A row's four measurements, checked as a prediction's form fields are."""
+    try:
+        measured = validate_form({name: fields[name] for name in FEATURES})
+    except InvalidInputError as exc:
+        for column, message in exc.fields.items():
+            problems.add(number, column, message)
+        return None
+    return tuple(getattr(measured, name) for name in FEATURES)
+
+
+def parse_csv(content: bytes) -> TrainingData:
+    """Read and check a training CSV; raise DataError listing its problems (row 1: the header)."""
+    problems = _Problems()
+    x: list[tuple[float, ...]] = []
+    y: list[str] = []
+    for number, fields in _read_rows(content, COLUMNS, problems):
+        species = _species(fields["species"])
         if species is None:
             problems.add(
                 number,
                 "species",
-                f"unknown species {fields[where['species']].strip()[:40]!r} "
+                f"unknown species {fields['species'].strip()[:40]!r} "
                 f"(expected one of {', '.join(SPECIES)})",
             )
-        try:
-            measured = validate_form({name: fields[where[name]] for name in FEATURES})
-        except InvalidInputError as exc:
-            for column, message in exc.fields.items():
-                problems.add(number, column, message)
-            continue
-        if species is not None:
-            x.append(tuple(getattr(measured, name) for name in FEATURES))
+        measured = _measured(number, fields, problems)
+        if species is not None and measured is not None:
+            x.append(measured)
             y.append(species)
     problems.raise_if_any()
     if not y:
@@ -246,3 +269,34 @@ def store_upload(models_dir: Path, data: TrainingData) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(data.canonical_csv(), path)
     return data.sha256
+
+
+# ------------------------------------------------------------- batch predictions
+
+# POST /flask/batch: at most this many rows of measurements per job.
+MAX_BATCH_ROWS = 10_000
+
+
+def parse_measurements_csv(content: bytes) -> tuple[tuple[float, ...], ...]:
+    """Read and check a batch's CSV (the four measurement columns, at most
+    MAX_BATCH_ROWS rows), as a training CSV is checked; raise DataError."""
+    problems = _Problems()
+    rows = [
+        measured
+        for number, fields in _read_rows(content, FEATURES, problems, MAX_BATCH_ROWS)
+        if (measured := _measured(number, fields, problems)) is not None
+    ]
+    problems.raise_if_any()
+    if not rows:
+        problems.add(None, None, "the file has no data rows")
+        problems.raise_if_any()
+    return tuple(rows)
+
+
+def measurements_csv(rows: tuple[tuple[float, ...], ...]) -> bytes:
+    """Checked measurements in one spelling: what a batch job stores and reads back."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(FEATURES)
+    writer.writerows([repr(v) for v in row] for row in rows)
+    return out.getvalue().encode()

@@ -21,7 +21,7 @@ from celery.signals import (
     worker_process_init,
 )
 
-from . import create_app, logs, metrics, report, tasks, training_jobs
+from . import batch_jobs, create_app, logs, metrics, report, tasks, training_jobs
 from .retention import retention_step
 
 flask_app = create_app()
@@ -30,6 +30,7 @@ celery_app = flask_app.extensions["celery"]
 registry = flask_app.extensions["iris_registry"]
 tasks.register(celery_app, settings)
 training_jobs.register(celery_app, settings)
+batch_jobs.register(celery_app, settings)
 celery_app.steps["worker"].add(retention_step(settings, flask_app.extensions["iris_store"]))
 
 

@@ -13,7 +13,6 @@ import json
 import sqlite3
 import uuid
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -30,6 +29,7 @@ from iris_service.store import JOBS, TASKMETA, StatusStore, init_schema
 from support.models import register_forest, registry_of
 from support.samples import SETOSA, VIRGINICA
 from support.settings import make_settings
+from support.tasks import FakeTask
 
 
 def store_of(app: Flask) -> StatusStore:
@@ -224,20 +224,6 @@ def test_a_redelivered_cancelled_job_stays_revoked(app: Flask) -> None:
 
 
 # ---------------------------------------------------------------- the task's safe points
-
-
-class FakeTask:
-    """What tasks.predict uses of a bound Celery task; ``on_progress`` runs at its PROGRESS."""
-
-    def __init__(self, app: Flask, task_id: str, on_progress: Any = None) -> None:
-        self.request = SimpleNamespace(id=task_id)
-        self.backend = app.extensions["celery"].backend
-        self.on_progress = on_progress
-
-    def update_state(self, state: str, meta: dict[str, Any]) -> None:
-        if self.on_progress is not None:
-            self.on_progress()
-        self.backend.store_result(self.request.id, meta, state)
 
 
 def run_task(app: Flask, task: FakeTask) -> dict[str, Any]:
