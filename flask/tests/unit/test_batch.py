@@ -130,9 +130,9 @@ def test_a_batch_runs_in_chunks_and_writes_its_csv_and_report(
     assert len(stages) == 3  # two chunks, then the writing
     app.extensions["celery"].backend.store_result(task_id, result, "SUCCESS")
 
-    download = client.get(body["csv_url"])
-    assert download.status_code == 200 and download.mimetype == "text/csv"
-    table = list(csv.DictReader(io.StringIO(download.get_data(as_text=True))))
+    with client.get(body["csv_url"]) as download:
+        assert download.status_code == 200 and download.mimetype == "text/csv"
+        table = list(csv.DictReader(io.StringIO(download.get_data(as_text=True))))
     assert len(table) == rows
     assert list(table[0]) == [
         "sepal_length",
