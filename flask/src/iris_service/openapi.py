@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .registry import MODEL_STATES
+from .model import FEATURES
+from .registry import MODEL_STATES, MODEL_VERSION
 from .status_body import CANCELLED_BY_RE
 from .store import TASK_STATES as _STATES
-from .training_request import BUILTIN_DATA, COLUMNS, ESTIMATORS
+from .training_request import BUILTIN_DATA, COLUMNS, ESTIMATORS, MAX_BATCH_ROWS
 from .validation import IDEMPOTENCY_KEY_RE, TASK_ID_RE, Measurements
 
 TASK_STATES = list(_STATES)
@@ -190,12 +191,8 @@ def _schemas() -> dict[str, Any]:
     }
 
 
-_VERSION = {
-    "name": "version",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
-}
+_VERSION_SCHEMA = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
+_VERSION = {"name": "version", "in": "path", "required": True, "schema": _VERSION_SCHEMA}
 _MODEL_SUMMARY = {
     "type": "object",
     "required": ["version", "estimator", "state", "default", "url"],
@@ -320,6 +317,65 @@ def _model_paths() -> dict[str, Any]:
                     "404": _error("no model with this version"),
                     "409": _error("the model is not READY"),
                     "429": _error("too many submits from this address (nginx)"),
+                },
+            }
+        },
+    }
+
+
+def _batch_paths() -> dict[str, Any]:
+    """Issue 16: batch predictions from a CSV (batch_views.py)."""
+    return {
+        "/flask/batch": {
+            "post": {
+                "summary": "Queue a batch of predictions from a CSV of measurements",
+                "description": f"Columns {', '.join(FEATURES)} (any order), at most "
+                f"{MAX_BATCH_ROWS} rows, as text/csv (model_version in the query) or "
+                "multipart/form-data (the file in the part data, a field model_version). "
+                "One job on the prediction queue; its status reports each chunk; on "
+                "SUCCESS the result has rows, counts, model_version, csv_url and report_url.",
+                "parameters": [{"name": MODEL_VERSION, "in": "query", "schema": _VERSION_SCHEMA}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "text/csv": {"schema": {"type": "string"}},
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "data": {"type": "string", "format": "binary"},
+                                    MODEL_VERSION: _VERSION_SCHEMA,
+                                },
+                            }
+                        },
+                    },
+                },
+                "responses": {
+                    "202": _json(
+                        _ref("Accepted"),
+                        "queued (also rows, csv_url, model_version)",
+                        Location={"schema": {"type": "string"}},
+                    ),
+                    "400": _error(
+                        "a CSV with problems (problems: row, column and message of the "
+                        "first 20; problem_count), or an unknown or not-READY model_version"
+                    ),
+                    "413": _error("body over 10 MB"),
+                    "415": _error("unsupported content type"),
+                    "429": _error("too many submits from this address (nginx)"),
+                    "503": _json(_ref("Error"), "broker unreachable or queue full", **_RETRY_AFTER),
+                },
+            }
+        },
+        "/flask/result/{task_id}.csv": {
+            "get": {
+                "summary": "A finished batch's rows with label and class probabilities",
+                "parameters": [_TASK_ID],
+                "responses": {
+                    "200": {"description": "the result CSV", "content": {"text/csv": {}}},
+                    "400": _error("malformed task id"),
+                    "404": _error("unknown job, no CSV, or expired"),
+                    "409": _error("not finished, or failed"),
                 },
             }
         },
@@ -537,6 +593,7 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             **_model_paths(),
+            **_batch_paths(),
             "/flask/openapi.json": {
                 "get": {
                     "summary": "This document",
