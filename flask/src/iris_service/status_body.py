@@ -70,8 +70,10 @@ def _public_result(job: JobStatus) -> dict[str, Any] | None:
         "model_version": stored.get("model_version"),
         "report_url": reports.url(job.task_id),
     }
-    if "model_url" in stored:  # issue 16: a training job links its model's card
-        body["model_url"] = stored["model_url"]
+    # Issue 16: a training job links its model's card; a batch names its rows and CSV.
+    for name in ("model_url", "rows", "counts", "csv_url"):
+        if name in stored:
+            body[name] = stored[name]
     return body
 
 

@@ -129,6 +129,9 @@ def test_a_batch_runs_in_chunks_and_writes_its_csv_and_report(
     assert result["model_version"] == forest
     assert len(stages) == 3  # two chunks, then the writing
     app.extensions["celery"].backend.store_result(task_id, result, "SUCCESS")
+    status = client.get(body["status_url"]).get_json()["result"]
+    assert status["rows"] == rows and status["csv_url"] == body["csv_url"]
+    assert status["counts"] == result["counts"] and status["model_version"] == forest
 
     with client.get(body["csv_url"]) as download:
         assert download.status_code == 200 and download.mimetype == "text/csv"
