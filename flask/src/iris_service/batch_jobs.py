@@ -31,7 +31,7 @@ from .model import FEATURES, Prediction, ServingModel
 from .registry import Registry
 from .result_backend import COMPLETED_AT
 from .store import StatusStore
-from .tasks import PoisonJobError
+from .training_jobs import begin_attempt
 from .training_request import data_path, measurements_csv, parse_measurements_csv
 
 logger = get_task_logger(__name__)
@@ -68,28 +68,15 @@ def predict_batch(task: Task, data: str, model_version: str | None = None) -> di
     registry: Registry = current_app.extensions["iris_registry"]
     task_id: str = task.request.id
 
-    attempt = store.begin_attempt(task_id)
-    if attempt is None:
-        logger.warning("batch job %s has no record; dropping it", task_id)
-        raise Ignore()
-    if attempt.state == states.REVOKED:
-        logger.info("batch job %s was cancelled; not running it", task_id)
-        raise Ignore()
-    if attempt.number > settings.max_attempts:
-        raise PoisonJobError(
-            f"gave up after {attempt.number - 1} attempts: "
-            "the worker died each time it ran this job"
-        )
-    logger.info("batch job started, attempt %d", attempt.number)
+    attempt = begin_attempt(store, settings, task_id, "batch job")
 
     rows = _load_rows(settings, data)
     model: ServingModel = registry.load(model_version or registry.default_version())
-    names = FEATURES
     predictions: list[Prediction] = []
     chunks = (len(rows) + CHUNK_ROWS - 1) // CHUNK_ROWS
     for chunk in range(chunks):
         part = rows[chunk * CHUNK_ROWS : (chunk + 1) * CHUNK_ROWS]
-        predictions.extend(model.predict(dict(zip(names, row, strict=True))) for row in part)
+        predictions.extend(model.predict(dict(zip(FEATURES, row, strict=True))) for row in part)
         task.update_state(
             state="PROGRESS",
             meta={

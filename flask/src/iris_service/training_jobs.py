@@ -30,7 +30,7 @@ from .config import Settings
 from .files import write_atomically
 from .registry import Registry
 from .result_backend import COMPLETED_AT
-from .store import StatusStore
+from .store import Attempt, StatusStore
 from .tasks import PoisonJobError
 from .training_request import (
     BUILTIN_DATA,
@@ -56,25 +56,32 @@ def _load_data(settings: Settings, data: str) -> TrainingData:
     return loaded
 
 
-def train(task: Task, spec: dict[str, Any], data: str) -> dict[str, Any]:
-    settings: Settings = current_app.extensions["iris_settings"]
-    store: StatusStore = current_app.extensions["iris_store"]
-    registry: Registry = current_app.extensions["iris_registry"]
-    task_id: str = task.request.id
-
+def begin_attempt(store: StatusStore, settings: Settings, task_id: str, kind: str) -> Attempt:
+    """Count a start of a training or batch job, as a prediction's: drop a job with
+    no record or a cancelled one (Ignore), give up past TASK_MAX_ATTEMPTS."""
     attempt = store.begin_attempt(task_id)
     if attempt is None:
-        logger.warning("training job %s has no record; dropping it", task_id)
+        logger.warning("%s %s has no record; dropping it", kind, task_id)
         raise Ignore()
     if attempt.state == states.REVOKED:
-        logger.info("training job %s was cancelled; not running it", task_id)
+        logger.info("%s %s was cancelled; not running it", kind, task_id)
         raise Ignore()
     if attempt.number > settings.max_attempts:
         raise PoisonJobError(
             f"gave up after {attempt.number - 1} attempts: "
             "the worker died each time it ran this job"
         )
-    logger.info("training job started, attempt %d", attempt.number)
+    logger.info("%s started, attempt %d", kind, attempt.number)
+    return attempt
+
+
+def train(task: Task, spec: dict[str, Any], data: str) -> dict[str, Any]:
+    settings: Settings = current_app.extensions["iris_settings"]
+    store: StatusStore = current_app.extensions["iris_store"]
+    registry: Registry = current_app.extensions["iris_registry"]
+    task_id: str = task.request.id
+
+    attempt = begin_attempt(store, settings, task_id, "training job")
 
     # Re-check the world: the message may not come from our web app.
     checked = validate_spec(spec)
