@@ -4,7 +4,8 @@
 # $VAR_DIR/run, logs in $VAR_DIR/log, stopped by ./build.sh --stop) or
 # containers on the project's network. Returns once each new worker consumes.
 # --list shows the workers; --restart NAME... starts named workers again (one
-# that died, or one to restart), under the same name.
+# that died, or one to restart), under the same name. --queue training starts
+# training workers (trainer1, trainer2, ...) instead, which consume training jobs only.
 set -o errexit -o nounset -o pipefail
 
 # shellcheck source=scripts/common.sh
@@ -12,17 +13,37 @@ set -o errexit -o nounset -o pipefail
 
 usage() {
   cat >&2 <<EOF
-usage: ./launch_celery_worker.sh [N | --list | --restart NAME...]
+usage: ./launch_celery_worker.sh [N] [--queue predictions|training] | --list | --restart NAME...
   N                 start N more workers (default 1, at most 32), named worker2, worker3, ...;
                     returns once each consumes
+  --queue training  start training workers instead (trainer1, trainer2, ...): they take the
+                    training jobs of POST /flask/models, one at a time each
   --list            the workers of the running system (local: pid, state, log; Docker: containers)
   --restart NAME... stop (if running) and start the named workers again, e.g. one that died;
                     returns once each consumes
-env: VAR_DIR (default ./var), CELERY_CONCURRENCY, DOCKER_PROJECT (default iris)
+env: VAR_DIR (default ./var), CELERY_CONCURRENCY, TRAINING_CONCURRENCY (default 1),
+     DOCKER_PROJECT (default iris)
 EOF
 }
 
-count=1 action=start restart=()
+count=1 action=start restart=() prefix=worker first=2
+# --queue may come first or last beside N.
+args=()
+while (($#)); do
+  case "$1" in
+    --queue)
+      (($# >= 2)) || { usage; die "--queue needs a queue: predictions or training"; }
+      case "$2" in
+        predictions) ;;
+        training) prefix=trainer first=1 ;;
+        *) usage; die "--queue must be predictions or training, got '$2'" ;;
+      esac
+      shift 2
+      ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+set -- "${args[@]+"${args[@]}"}"
 case "${1:-}" in
   -h|--help) usage; exit 0 ;;
   --list)
@@ -47,11 +68,11 @@ esac
 
 mode="$(require_running_mode)" || exit
 
-next_name() {  # the lowest worker<K> not in the names on stdin
+next_name() {  # the lowest <prefix><K> not in the names on stdin
   local used k
   used="$(cat)"
-  for ((k = 2; ; k++)); do
-    grep -qx "worker$k" <<<"$used" || { echo "worker$k"; return 0; }
+  for ((k = first; ; k++)); do
+    grep -qx "$prefix$k" <<<"$used" || { echo "$prefix$k"; return 0; }
   done
 }
 

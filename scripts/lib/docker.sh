@@ -52,12 +52,14 @@ docker_worker_container() { echo "$DOCKER_PROJECT-celery-$1"; }  # worker name
 
 # One Celery worker container; build.sh starts worker1, launch_celery_worker.sh more.
 docker_run_worker() {  # worker name (worker1, worker2, ...)
-  local name="$1" opts events=()
+  local name="$1" opts events=() queue_env=()
   mapfile -t opts < <(docker_common_opts "$(docker_worker_container "$name")" worker)
+  # Issue 16: a trainer<K> consumes the training queue (processes.sh's worker_env).
+  while read -r assignment; do queue_env+=(--env "$assignment"); done < <(worker_env "$name")
   # Task events only with Flower (start-worker.sh); Flower turns them on in the others.
   if flower_enabled; then events=(--env FLOWER=1); fi
   dk run "${opts[@]}" --hostname "celery-$name" \
-    --env-file "$SECRETS_ENV" --env "WORKER_NAME=$name" "${events[@]}" \
+    --env-file "$SECRETS_ENV" --env "WORKER_NAME=$name" "${events[@]}" "${queue_env[@]}" \
     --volume "$ROOT/db:/app/db" \
     --volume "$ROOT/document_root/reports:/app/document_root/reports" \
     "$DOCKER_PROJECT-celery:$IMAGE_TAG"

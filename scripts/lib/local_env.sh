@@ -90,6 +90,7 @@ load_local_env() {
   export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$RUN_DIR/prometheus}"
   export DOCUMENT_ROOT="${DOCUMENT_ROOT:-$ROOT/document_root}"
   export MODEL_PATH="${MODEL_PATH:-$VAR_DIR/model/iris_model.json}"
+  export MODELS_DIR="${MODELS_DIR:-$VAR_DIR/models}"
   export GUNICORN_BIND="unix:$RUN_DIR/gunicorn.sock"
   export FLASK_UPSTREAM="unix:$RUN_DIR/gunicorn.sock"
   export WAITER_BIND="unix:$RUN_DIR/waiter.sock" WAITER_UPSTREAM="unix:$RUN_DIR/waiter.sock"

@@ -65,6 +65,16 @@ stop_role() {  # role
 
 # --- Celery workers ---------------------------------------------------------
 
+# Issue 16: a worker named trainer<K> consumes the training queue, one job at a
+# time (TRAINING_CONCURRENCY); the others consume predictions. The name says
+# which, so a restart (launch_celery_worker.sh --restart, build.sh) keeps it.
+worker_env() {  # worker name: the env assignments that start it
+  if [[ "$1" == trainer* ]]; then
+    echo "WORKER_QUEUES=${TRAINING_QUEUE_NAME:-training}"
+    echo "CELERY_CONCURRENCY=${TRAINING_CONCURRENCY:-1}"
+  fi
+}
+
 worker_role() {  # worker name
   if [[ "$1" == worker1 ]]; then echo worker; else echo "worker-$1"; fi
 }
@@ -96,6 +106,8 @@ start_worker() {  # worker name
   role="$(worker_role "$name")"
   log="$LOG_DIR/$role.log"
   from=$(($(stat -c %s "$log" 2>/dev/null || echo 0) + 1))
-  (cd "$ROOT" && start_role "$role" env WORKER_NAME="$name" "$ROOT/flask/bin/start-worker.sh")
+  local queue_env
+  mapfile -t queue_env < <(worker_env "$name")
+  (cd "$ROOT" && start_role "$role" env WORKER_NAME="$name" "${queue_env[@]}" "$ROOT/flask/bin/start-worker.sh")
   wait_for "$role" 120 _log_has_since "$log" "$from" "$name@.* ready\."
 }

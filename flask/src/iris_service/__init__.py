@@ -19,6 +19,7 @@ from .config import GunicornSettings, Settings, load_settings, status_dir
 from .errors import register_error_handlers
 from .group_commit import ConfirmedPublisher, GroupCommitter
 from .job_ends import InAppWaits
+from .registry import Registry
 from .status_files import StatusFiles
 from .store import StatusStore, init_schema
 
@@ -73,6 +74,8 @@ def create_app(
     if slots is None:
         slots = GunicornSettings().threads - 1
     app.extensions["iris_waits"] = InAppWaits(settings.broker_url, slots)
+    # Issue 16: the model registry (its first use registers today's model).
+    app.extensions["iris_registry"] = Registry(store.engine, settings)
     store_module.init_app(app)
     celery_app = celery_init_app(app)
     # Submits share transactions and confirm waits (group_commit.py).
@@ -80,9 +83,11 @@ def create_app(
         store, ConfirmedPublisher(celery_app, settings)
     )
 
-    from . import views
+    from . import batch_views, model_views, views
 
     app.register_blueprint(views.bp)
+    app.register_blueprint(model_views.bp)
+    app.register_blueprint(batch_views.bp)
     if settings.bench_inline_endpoint:
         from . import bench_views
 

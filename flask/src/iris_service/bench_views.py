@@ -34,7 +34,7 @@ def init_app(app: Flask, settings: Settings) -> None:
 def inline() -> Response:
     settings: Settings = current_app.extensions["iris_settings"]
     received = datetime.now(UTC)
-    values = views._parse_json().model_dump()
+    values = views._parse_json()[0].model_dump()
     model = get_model(settings.model_path)
     prediction = model.predict(values)
     task_id = str(uuid.uuid4())

@@ -16,21 +16,29 @@ from .config import Settings, status_dir
 from .store import configure_sqlite
 
 PREDICT_TASK = "iris.predict"
+# Issue 16: training jobs, on a queue of their own (training_jobs.py).
+TRAIN_TASK = "iris.train"
+# Batch predictions from a CSV, on the prediction queue (batch_jobs.py).
+BATCH_TASK = "iris.batch"
+# Training jobs are few and long: a short bound is plenty.
+TRAINING_QUEUE_MAX_LENGTH = 1000
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
-    queue = Queue(
-        settings.queue_name,
-        Exchange(settings.queue_name, type="direct", durable=True),
-        routing_key=settings.queue_name,
+def _bounded_queue(name: str, max_length: int) -> Queue:
+    return Queue(
+        name,
+        Exchange(name, type="direct", durable=True),
+        routing_key=name,
         durable=True,
         # A bounded queue: when full, RabbitMQ nacks the publish (we use
         # confirms) and the client gets 503 instead of the queue growing forever.
-        queue_arguments={
-            "x-max-length": settings.queue_max_length,
-            "x-overflow": "reject-publish",
-        },
+        queue_arguments={"x-max-length": max_length, "x-overflow": "reject-publish"},
     )
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    queue = _bounded_queue(settings.queue_name, settings.queue_max_length)
+    training = _bounded_queue(settings.training_queue_name, TRAINING_QUEUE_MAX_LENGTH)
     return {
         "broker_url": settings.broker_url,
         # Celery's database backend, writing each state in one statement (backend.py).
@@ -46,7 +54,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_serializer": "json",
         "accept_content": ["json"],
         "result_accept_content": ["json"],
-        "task_queues": [queue],
+        # A worker consumes the queues its --queues names: predictions by default,
+        # training for a training worker (launch_celery_worker.sh --queue training).
+        "task_queues": [queue, training],
+        "task_routes": {TRAIN_TASK: {"queue": settings.training_queue_name}},
         "task_default_queue": settings.queue_name,
         "task_default_exchange": settings.queue_name,
         "task_default_routing_key": settings.queue_name,

@@ -288,6 +288,36 @@ class Settings(_Logged):
         "unset: each process's own",
     )
 
+    # issue 16: the model registry and training jobs (registry.py, training_jobs.py)
+    models_dir: AbsolutePath = Field(
+        default=Path("var/models"),
+        validation_alias="MODELS_DIR",
+        description="Model artifacts and uploaded training data; shared by the app and workers",
+    )
+    training_queue_name: str = Field(
+        default="training",
+        validation_alias="TRAINING_QUEUE_NAME",
+        description="The durable queue of training jobs (consumed by training workers only)",
+    )
+    training_soft_time_limit: int = Field(
+        default=600,
+        gt=0,
+        validation_alias="TRAINING_SOFT_TIME_LIMIT",
+        description="Per training job, seconds",
+    )
+    training_time_limit: int = Field(
+        default=660,
+        gt=0,
+        validation_alias="TRAINING_TIME_LIMIT",
+        description="Per training job, seconds",
+    )
+    max_training_upload: int = Field(
+        default=10 * 1024 * 1024,
+        gt=0,
+        validation_alias="MAX_TRAINING_UPLOAD",
+        description="Body limit of POST /flask/models in bytes (nginx has the same: 10 MB)",
+    )
+
 
 class GunicornSettings(_Logged):
     """gunicorn's own settings, read by its master before the app loads (gunicorn_conf.py)."""

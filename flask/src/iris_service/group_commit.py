@@ -36,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import logs
 from .celery_app import PREDICT_TASK
 from .config import Settings
+from .registry import MODEL_VERSION
 from .store import StatusStore
 
 log = logging.getLogger(__name__)
@@ -52,12 +53,19 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (BrokerError, AMQPError, Messag
 
 @dataclass(frozen=True)
 class Job:
-    """One submit: a new job's id, its measurements, the job it retries, the request's id."""
+    """One submit: a new job's id, its measurements, the job it retries, the request's id
+    and the model version."""
 
     task_id: str
     values: dict[str, float]
     retry_of: str | None
     request_id: str | None
+    # The model chosen at submit: in the row (a retry reuses it) and in the message.
+    model_version: str
+
+    def inputs(self) -> dict[str, Any]:
+        """What the job's row records: the measurements and the model version."""
+        return {**self.values, MODEL_VERSION: self.model_version}
 
 
 class RefusedError(Exception):
@@ -175,9 +183,9 @@ class ConfirmedPublisher:
                 job.task_id,
                 PREDICT_TASK,
                 [job.values],
-                {},
+                {MODEL_VERSION: job.model_version},
                 argsrepr=repr([job.values]),
-                kwargsrepr="{}",
+                kwargsrepr=repr({MODEL_VERSION: job.model_version}),
             )
             if job.request_id is not None:
                 # The worker logs its lines of this job with the request's id (logs.py).
@@ -261,7 +269,7 @@ class GroupCommitter:
     def _commit(self, batch: list[_Waiting]) -> None:
         jobs = [waiting.job for waiting in batch]
         try:
-            self.store.create_pending_many([(j.task_id, j.values, j.retry_of) for j in jobs])
+            self.store.create_pending_many([(j.task_id, j.inputs(), j.retry_of) for j in jobs])
         except SQLAlchemyError:
             log.exception("could not record %d jobs", len(jobs))
             for waiting in batch:

@@ -1,8 +1,8 @@
 """Idempotent submits: ``POST /flask/predict`` with an ``Idempotency-Key`` header.
 
-A repeat of a key with the same measurements answers the key's job (200, the
-submit's body with the job's current state, ``Idempotent-Replayed: true``);
-with other measurements it is a 422. The key's row is written in the job's
+A repeat of a key with the same body (measurements and ``model_version``)
+answers the key's job (200, the submit's body with the job's current state,
+``Idempotent-Replayed: true``); with another body it is a 422. The key's row is written in the job's
 PENDING transaction (store.create_pending_with_key), so of several concurrent
 submits of one key, in any number of processes, exactly one records a job.
 
@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import time
+from typing import Any
 
 from flask import Response, jsonify, url_for
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,6 +27,7 @@ from werkzeug.datastructures import Headers
 
 from . import reports
 from .errors import RETRY_AFTER_SECONDS, ApiError, json_error, unavailable
+from .registry import MODEL_VERSION
 from .store import (
     IdempotencyKey,
     StatusStore,
@@ -69,13 +71,19 @@ def key_of(headers: Headers) -> str | None:
     return key
 
 
-def body_sha256(values: dict[str, float]) -> str:
-    """The fingerprint of a submit's validated measurements.
+def body_sha256(values: dict[str, float], model_version: str | None = None) -> str:
+    """The fingerprint of a submit's validated body: its measurements and the
+    ``model_version`` it names, if any (as sent: a body that names none matches
+    only bodies that name none, whichever model is the default by then).
 
-    Taken of the values, not of the bytes sent: the same measurements as JSON
-    in any key order or spacing, or as a form, are the same body.
+    Taken of the values, not of the bytes sent: the same body as JSON in any
+    key order or spacing, or as a form, is the same body. A body naming no
+    version has the fingerprint keys recorded before versions existed had.
     """
-    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
+    body: dict[str, object] = dict(values)
+    if model_version is not None:
+        body[MODEL_VERSION] = model_version
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -102,15 +110,17 @@ def _failed() -> Response:
     return unavailable(f"the first request with this {HEADER} failed; try again later")
 
 
-def claim(store: StatusStore, key: str, task_id: str, values: dict[str, float]) -> Response | None:
-    """Record the job under ``key``, or answer the repeat of a key.
+def claim(
+    store: StatusStore, key: str, task_id: str, inputs: dict[str, Any], digest: str
+) -> Response | None:
+    """Record the job (its ``inputs``) under ``key``, or answer the repeat of a key.
 
-    None: this request holds the key and the job is PENDING; it must publish,
-    then call :func:`published` or :func:`publish_failed`. A Response: the
-    answer to a repeat (the job's, a 422, a 409 or a 503).
+    ``digest`` is the request body's :func:`body_sha256`. None: this request
+    holds the key and the job is PENDING; it must publish, then call
+    :func:`published` or :func:`publish_failed`. A Response: the answer to a
+    repeat (the job's, a 422, a 409 or a 503).
     """
-    digest = body_sha256(values)
-    held = create_pending_with_key(store, task_id, values, key, digest)
+    held = create_pending_with_key(store, task_id, inputs, key, digest)
     deadline = time.monotonic() + WAIT_SECONDS
     pause = _FIRST_POLL
     while True:
@@ -133,7 +143,7 @@ def claim(store: StatusStore, key: str, task_id: str, values: dict[str, float]) 
 def _conflict(key: str) -> Response:
     return json_error(
         422,
-        f"this {HEADER} was already used with different measurements; "
+        f"this {HEADER} was already used with different measurements or model_version; "
         "send the same body again, or use a new key for a new job",
         header=HEADER,
         idempotency_key=key,

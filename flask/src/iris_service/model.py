@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,10 +27,33 @@ class ModelFileError(RuntimeError):
     """The model file is missing, malformed or does not match its version."""
 
 
+class ArtifactError(ModelFileError):
+    """A registered artifact that is missing, changed since it was registered, or holds
+    untrusted types (registry.py)."""
+
+
 @dataclass(frozen=True)
 class Prediction:
     label: str
     probabilities: dict[str, float]
+
+
+class ServingModel(Protocol):
+    """What a prediction needs of a model, whichever estimator and artifact format
+    (IrisModel here; registry.py loads the tree ensembles)."""
+
+    card: dict[str, Any]
+    version: str
+    classes: list[str]
+
+    def predict(self, features: dict[str, float]) -> Prediction: ...
+
+    def public_card(self) -> dict[str, Any]: ...
+
+
+def public_card(card: dict[str, Any]) -> dict[str, Any]:
+    """A model card as the API serves it: without the raw parameters."""
+    return {k: v for k, v in card.items() if k != "parameters"}
 
 
 class IrisModel:
@@ -62,7 +85,7 @@ class IrisModel:
 
     def public_card(self) -> dict[str, Any]:
         """The model card as served by GET /flask/model (without raw parameters)."""
-        return {k: v for k, v in self.card.items() if k != "parameters"}
+        return public_card(self.card)
 
 
 def parameters_version(parameters: dict[str, Any]) -> str:
@@ -74,18 +97,32 @@ def parameters_version(parameters: dict[str, Any]) -> str:
 def save(card: dict[str, Any], path: Path) -> None:
     """Write the model file whole or not at all, so a reader never sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(json.dumps(card, indent=2, sort_keys=True).encode(), path)
+    write_atomically(to_json(card), path)
+
+
+def to_json(card: dict[str, Any]) -> bytes:
+    """A model file's bytes."""
+    return json.dumps(card, indent=2, sort_keys=True).encode()
 
 
 def load(path: Path) -> IrisModel:
     try:
-        card = json.loads(path.read_text())
+        content = path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {path}: {exc}") from exc
+    return from_json(content, str(path))
+
+
+def from_json(content: bytes, source: str) -> IrisModel:
+    """The model in a model file's bytes, checked against its version."""
+    try:
+        card = json.loads(content)
         parameters = card["parameters"]
         expected = card["version"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelFileError(f"cannot read model file {path}: {exc}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"cannot read model file {source}: {exc}") from exc
     if parameters_version(parameters) != expected:
-        raise ModelFileError(f"model file {path} does not match its version {expected}")
+        raise ModelFileError(f"model file {source} does not match its version {expected}")
     return IrisModel(card)
 
 

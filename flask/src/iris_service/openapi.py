@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from .model import FEATURES
+from .registry import MODEL_STATES, MODEL_VERSION
 from .status_body import CANCELLED_BY_RE
 from .store import TASK_STATES as _STATES
+from .training_request import BUILTIN_DATA, COLUMNS, ESTIMATORS, MAX_BATCH_ROWS
 from .validation import IDEMPOTENCY_KEY_RE, MAX_WAIT_SECONDS, TASK_ID_RE, Measurements
 
 TASK_STATES = list(_STATES)
@@ -201,6 +204,197 @@ _WAIT = {
 }
 
 
+_VERSION_SCHEMA = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
+_VERSION = {"name": "version", "in": "path", "required": True, "schema": _VERSION_SCHEMA}
+_MODEL_SUMMARY = {
+    "type": "object",
+    "required": ["version", "estimator", "state", "default", "url"],
+    "properties": {
+        "version": {"type": "string"},
+        "estimator": {"enum": list(ESTIMATORS)},
+        "state": {"enum": list(MODEL_STATES)},
+        "default": {"type": "boolean"},
+        "created_at": _NULLABLE_TIME,
+        "cv_accuracy": {"type": ["number", "null"]},
+        "training_rows": {"type": ["integer", "null"]},
+        "url": {"type": "string"},
+    },
+}
+
+
+def _model_paths() -> dict[str, Any]:
+    """Issue 16: the model registry and training jobs (model_views.py)."""
+    spec = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["estimator"],
+        "properties": {
+            "estimator": {"enum": list(ESTIMATORS)},
+            "params": {
+                "type": "object",
+                "description": "the estimator's parameters, bounded; see x-estimator-params",
+            },
+            "data": {"const": BUILTIN_DATA, "description": "the built-in iris data (default)"},
+        },
+        "x-estimator-params": {
+            name: params.model_json_schema() for name, params in ESTIMATORS.items()
+        },
+    }
+    csv_columns = ", ".join(COLUMNS)
+    return {
+        "/flask/models": {
+            "get": {
+                "summary": "The registered models, newest first",
+                "parameters": [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "before", "in": "query", "schema": {"type": "integer"}},
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["models", "next"],
+                            "properties": {
+                                "models": {"type": "array", "items": _MODEL_SUMMARY},
+                                "next": {"type": ["string", "null"]},
+                            },
+                        },
+                        "a page; pass next as before for the next one",
+                    ),
+                    "400": _error("bad limit or before"),
+                },
+            },
+            "post": {
+                "summary": "Queue a training job",
+                "description": "JSON trains on the built-in data; a CSV (columns "
+                f"{csv_columns}; at most 10 MB) comes as text/csv with estimator and params "
+                "(JSON text) in the query, or as multipart/form-data with fields estimator "
+                "and params and the file in the part named data. The job runs on the "
+                "training queue; its status reports each cross-validation fold, and on "
+                "SUCCESS links the model (model_url) and the training report (report_url).",
+                "parameters": [
+                    {"name": "estimator", "in": "query", "schema": {"enum": list(ESTIMATORS)}},
+                    {"name": "params", "in": "query", "schema": {"type": "string"}},
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": spec},
+                        "text/csv": {"schema": {"type": "string"}},
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "estimator": {"enum": list(ESTIMATORS)},
+                                    "params": {"type": "string"},
+                                    "data": {"type": "string", "format": "binary"},
+                                },
+                            }
+                        },
+                    },
+                },
+                "responses": {
+                    "202": _json(
+                        _ref("Accepted"), "queued", Location={"schema": {"type": "string"}}
+                    ),
+                    "400": _error(
+                        "invalid estimator or parameters (fields), or training data with "
+                        "problems (problems: row, column and message of the first 20; "
+                        "problem_count)"
+                    ),
+                    "413": _error("body over 10 MB"),
+                    "415": _error("unsupported content type"),
+                    "429": _error("too many submits from this address (nginx)"),
+                    "503": _json(_ref("Error"), "broker unreachable or queue full", **_RETRY_AFTER),
+                },
+            },
+        },
+        "/flask/models/{version}": {
+            "get": {
+                "summary": "A model's card",
+                "parameters": [_VERSION],
+                "responses": {
+                    "200": _json(_MODEL_SUMMARY, "the model, with task_id and card"),
+                    "400": _error("malformed version"),
+                    "404": _error("no model with this version"),
+                },
+            }
+        },
+        "/flask/models/{version}/default": {
+            "post": {
+                "summary": "Make a READY model the default for new predictions",
+                "parameters": [_VERSION],
+                "responses": {
+                    "200": _json(_MODEL_SUMMARY, "the model, now the default"),
+                    "400": _error("malformed version"),
+                    "404": _error("no model with this version"),
+                    "409": _error("the model is not READY"),
+                    "429": _error("too many submits from this address (nginx)"),
+                },
+            }
+        },
+    }
+
+
+def _batch_paths() -> dict[str, Any]:
+    """Issue 16: batch predictions from a CSV (batch_views.py)."""
+    return {
+        "/flask/batch": {
+            "post": {
+                "summary": "Queue a batch of predictions from a CSV of measurements",
+                "description": f"Columns {', '.join(FEATURES)} (any order), at most "
+                f"{MAX_BATCH_ROWS} rows, as text/csv (model_version in the query) or "
+                "multipart/form-data (the file in the part data, a field model_version). "
+                "One job on the prediction queue; its status reports each chunk; on "
+                "SUCCESS the result has rows, counts, model_version, csv_url and report_url.",
+                "parameters": [{"name": MODEL_VERSION, "in": "query", "schema": _VERSION_SCHEMA}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "text/csv": {"schema": {"type": "string"}},
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "data": {"type": "string", "format": "binary"},
+                                    MODEL_VERSION: _VERSION_SCHEMA,
+                                },
+                            }
+                        },
+                    },
+                },
+                "responses": {
+                    "202": _json(
+                        _ref("Accepted"),
+                        "queued (also rows, csv_url, model_version)",
+                        Location={"schema": {"type": "string"}},
+                    ),
+                    "400": _error(
+                        "a CSV with problems (problems: row, column and message of the "
+                        "first 20; problem_count), or an unknown or not-READY model_version"
+                    ),
+                    "413": _error("body over 10 MB"),
+                    "415": _error("unsupported content type"),
+                    "429": _error("too many submits from this address (nginx)"),
+                    "503": _json(_ref("Error"), "broker unreachable or queue full", **_RETRY_AFTER),
+                },
+            }
+        },
+        "/flask/result/{task_id}.csv": {
+            "get": {
+                "summary": "A finished batch's rows with label and class probabilities",
+                "parameters": [_TASK_ID],
+                "responses": {
+                    "200": {"description": "the result CSV", "content": {"text/csv": {}}},
+                    "400": _error("malformed task id"),
+                    "404": _error("unknown job, no CSV, or expired"),
+                    "409": _error("not finished, or failed"),
+                },
+            }
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """Build the document; cheap enough to build per request, and never stale."""
     status_answers = {
@@ -222,6 +416,9 @@ def openapi_document() -> dict[str, Any]:
             "/flask/predict": {
                 "post": {
                     "summary": "Queue a prediction",
+                    "description": "Optional model_version (a JSON field or form field, "
+                    "besides the measurements): a READY model's version to predict with; "
+                    "unknown or not READY is a 400. Without it, the default model at submit.",
                     "parameters": [_IDEMPOTENCY_KEY],
                     "requestBody": {
                         "required": True,
@@ -409,6 +606,8 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **_model_paths(),
+            **_batch_paths(),
             "/flask/openapi.json": {
                 "get": {
                     "summary": "This document",

@@ -22,14 +22,21 @@ def _font(size: int, bold: bool) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(FONT_FILES["B" if bold else ""]), size)
 
 
-def probability_png(probabilities: Mapping[str, float], label: str) -> bytes:
-    """The class probabilities as a small PNG bar chart, same colours as the PDF."""
+def probability_png(
+    probabilities: Mapping[str, float], label: str, model_version: str | None = None
+) -> bytes:
+    """The class probabilities as a small PNG bar chart, same colours as the PDF,
+    captioned with the version of the model that predicted them."""
     w = PNG_SIZE[0]
     image = Image.new("RGB", PNG_SIZE, WHITE)
     draw = ImageDraw.Draw(image)
     title = _font(18, True)
     regular, bold = _font(15, False), _font(15, True)
     draw.text((20, 14), f"Predicted: Iris {label}", font=title, fill=INK)
+    if model_version:
+        draw.text(
+            (w - 20, 18), f"model {model_version}", font=_font(12, False), fill=MUTED, anchor="ra"
+        )
     left, right, top, row = 130, w - 90, 58, 48
     for index, (name, p) in enumerate(probabilities.items()):
         y = top + index * row

@@ -370,6 +370,35 @@ def _settings(card: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(settings.items()))
 
 
+def _training_data(card: Mapping[str, Any]) -> str:
+    data = card.get("training_data")
+    if isinstance(data, Mapping) and data.get("source") == "upload":
+        return (
+            f"{data.get('rows', '?')} flowers from an uploaded CSV "
+            f"(SHA-256 {str(data.get('sha256', ''))[:16]}); four measurements in centimetres"
+        )
+    return (
+        f"{card.get('training_samples', '?')} flowers, the iris data set shipped with "
+        "scikit-learn; four measurements in centimetres"
+    )
+
+
+def _ensemble(card: Mapping[str, Any]) -> bool:
+    return card.get("estimator") in ("random_forest", "gradient_boosting")
+
+
+def _version_basis(card: Mapping[str, Any]) -> str:
+    if _ensemble(card):
+        return "SHA-256 of the estimator, its parameters, the data and scikit-learn's version"
+    return "SHA-256 of the parameters"
+
+
+def model_card_page(pdf: ReportPDF, card: Mapping[str, Any]) -> None:
+    """The model card page on a new page (the training report's first page too)."""
+    pdf.add_page()
+    _model_card(pdf, card, str(card.get("version", "")))
+
+
 def _libraries(card: Mapping[str, Any]) -> str:
     versions = card.get("library_versions")
     listed = (
@@ -419,14 +448,10 @@ def _model_card(pdf: ReportPDF, card: Mapping[str, Any], model_version: str) -> 
     rows = [
         ("Classifier", _classifier(card)),
         ("Settings", _settings(card)),
-        (
-            "Training data",
-            f"{card.get('training_samples', '?')} flowers, the iris data set shipped with "
-            "scikit-learn; four measurements in centimetres",
-        ),
+        ("Training data", _training_data(card)),
         ("Cross-validated accuracy", cv),
         ("Trained at (UTC)", str(card.get("trained_at", "not recorded"))),
-        ("Model version", f"{model_version} (SHA-256 of the parameters)"),
+        ("Model version", f"{model_version} ({_version_basis(card)})"),
         ("Library versions", _libraries(card)),
     ]
     y = _key_values(pdf, rows, y + 6)
@@ -482,7 +507,12 @@ def _coefficients(
     intercept = parameters.get("intercept") if isinstance(parameters, Mapping) else None
     if not isinstance(coef, list) or not isinstance(intercept, list) or len(coef) != len(classes):
         set_text(pdf, 8.5, colour=MUTED)
-        text(pdf, x, y, "not recorded in this model card")
+        text(
+            pdf,
+            x,
+            y,
+            "none: a tree ensemble" if _ensemble(card) else "not recorded in this model card",
+        )
         return y + 6
     names = ["sepal len.", "sepal wid.", "petal len.", "petal wid.", "intercept"]
     label_w, cell_w, cell_h = 19.0, (RIGHT - x - 19.0) / 5, 9.0

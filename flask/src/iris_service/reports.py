@@ -41,3 +41,18 @@ def download_name(task_id: str) -> str:
 def stored_path(task_id: str) -> str:
     """The path the result backend records for a finished job (relative to the document root)."""
     return f"reports/{filename(task_id)}"
+
+
+# Issue 16: a batch job's result CSV lives beside its PDF, under the same rules.
+
+
+def csv_path(reports_dir: Path, task_id: str) -> Path:
+    return reports_dir / f"{task_id}.csv"
+
+
+def csv_url(task_id: str) -> str:
+    return f"/flask/result/{task_id}.csv"
+
+
+def csv_accel_redirect(task_id: str) -> str:
+    return f"{ACCEL_PREFIX}{task_id}.csv"

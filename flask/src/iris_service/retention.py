@@ -110,6 +110,8 @@ def purge(
     if settings.reports_dir.is_dir() and not stop.is_set():
         # Reports whose row is already gone (a crash between rows and files).
         files += _unlink_old("*.pdf", settings.reports_dir, now - settings.retention_seconds)
+        # Batch result CSVs (batch_jobs.py) expire with their reports.
+        files += _unlink_old("*.csv", settings.reports_dir, now - settings.retention_seconds)
         # Temporary files of jobs killed mid-write; no live job is that old.
         files += _unlink_old(".*.tmp", settings.reports_dir, now - 2 * settings.task_time_limit)
     if rows or files or keys:

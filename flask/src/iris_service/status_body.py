@@ -43,6 +43,9 @@ def _progress(job: JobStatus) -> tuple[float, str]:
         return 1.0, _STAGES[job.state]
     if job.state == "STARTED":
         return 0.1, _STAGES["STARTED"]
+    if job.state == "PENDING" and "stage" in meta:
+        # A training job says which queue it waits in, and whether anything consumes it.
+        return 0.0, str(meta["stage"])
     return 0.0, _STAGES.get(job.state, job.state.lower())
 
 
@@ -61,12 +64,17 @@ def _public_result(job: JobStatus) -> dict[str, Any] | None:
     if job.state != "SUCCESS" or not isinstance(job.result, dict):
         return None
     stored = job.result
-    return {
+    body = {
         "label": stored.get("label"),
         "probabilities": stored.get("probabilities"),
         "model_version": stored.get("model_version"),
         "report_url": reports.url(job.task_id),
     }
+    # Issue 16: a training job links its model's card; a batch names its rows and CSV.
+    for name in ("model_url", "rows", "counts", "csv_url"):
+        if name in stored:
+            body[name] = stored[name]
+    return body
 
 
 def _cancelled(job: JobStatus) -> dict[str, Any] | None:

@@ -373,7 +373,7 @@ class StatusStore:
     def create_pending(
         self,
         task_id: str,
-        inputs: dict[str, float],
+        inputs: dict[str, Any],
         *,
         retry_of: str | None = None,
         idempotency_key: tuple[str, str] | None = None,
@@ -405,7 +405,7 @@ class StatusStore:
         )
         return now
 
-    def create_pending_many(self, jobs: Sequence[tuple[str, dict[str, float], str | None]]) -> None:
+    def create_pending_many(self, jobs: Sequence[tuple[str, dict[str, Any], str | None]]) -> None:
         """Record several jobs (task id, inputs, the job each retries) as PENDING in one
         transaction: the group commit's (group_commit.py). As create_pending, before
         any of their messages is published."""
@@ -590,7 +590,7 @@ def _key_from_row(row: Any) -> IdempotencyKey:
 
 
 def create_pending_with_key(
-    store: StatusStore, task_id: str, inputs: dict[str, float], key: str, body_sha256: str
+    store: StatusStore, task_id: str, inputs: dict[str, Any], key: str, body_sha256: str
 ) -> IdempotencyKey | None:
     """Record ``key`` and the job as PENDING in one transaction, as create_pending does.
 
@@ -656,6 +656,33 @@ def purge_idempotency_keys_before(store: StatusStore, cutoff: datetime, batch: i
         total += deleted
         if deleted < batch:
             return total
+
+
+# ---------------------------------------------------------------------------
+# Issue 16: the model registry's table (registry.py reads and writes it).
+# ---------------------------------------------------------------------------
+
+MODELS = Table(
+    "iris_models",
+    metadata,
+    # The integer id orders models newest first and is the pagination cursor.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("version", String(16), unique=True, nullable=False),
+    Column("estimator", String(32), nullable=False),
+    # TRAINING, READY or FAILED (an artifact that failed its check on load).
+    Column("state", String(16), nullable=False),
+    # 1 on exactly one READY row: the model new predictions use by default.
+    Column("is_default", Integer, nullable=False, default=0),
+    Column("created_at", DateTime, nullable=False),
+    # The artifact's file name in MODELS_DIR and the SHA-256 of its bytes.
+    Column("artifact", String(64), nullable=False),
+    Column("artifact_sha256", String(64), nullable=False),
+    # The model card (JSON, without raw parameters): estimator parameters,
+    # data fingerprint, metrics, training time, library versions.
+    Column("card", Text, nullable=False),
+    Column("task_id", String(36), nullable=True),
+    sqlite_autoincrement=True,
+)
 
 
 @click.command("init-db")

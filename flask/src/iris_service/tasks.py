@@ -32,7 +32,8 @@ from . import metrics, report, reports, testhooks
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .files import write_atomically
-from .model import IrisModel, Prediction, get_model
+from .model import Prediction, ServingModel
+from .registry import Registry
 from .result_backend import COMPLETED_AT
 from .store import StatusStore
 from .validation import Measurements
@@ -54,7 +55,9 @@ def _stop_if_cancelled(store: StatusStore, settings: Settings, task_id: str) -> 
     raise Ignore()
 
 
-def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
+def predict(
+    task: Task, features: dict[str, Any], model_version: str | None = None
+) -> dict[str, Any]:
     settings: Settings = current_app.extensions["iris_settings"]
     store: StatusStore = current_app.extensions["iris_store"]
     task_id: str = task.request.id
@@ -84,7 +87,10 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
     if settings.test_hooks:
         testhooks.inject_fault(task, settings, measurements.sepal_length)
     values = measurements.model_dump()
-    model = get_model(settings.model_path)
+    # Issue 16: the version the web app chose at submit (messages from before
+    # the registry carry none: the default). A bad artifact fails the job here.
+    registry: Registry = current_app.extensions["iris_registry"]
+    model = registry.load(model_version or registry.default_version())
     prediction = model.predict(values)
     completed = datetime.now(UTC)
     metrics.report_written(
@@ -102,7 +108,7 @@ def predict(task: Task, features: dict[str, Any]) -> dict[str, Any]:
 
 def write_report(
     settings: Settings,
-    model: IrisModel,
+    model: ServingModel,
     task_id: str,
     values: dict[str, float],
     prediction: Prediction,

@@ -23,8 +23,8 @@ from . import group_commit, idempotency, job_ends, logs, metrics, probability_pn
 from .celery_app import PREDICT_TASK
 from .config import Settings
 from .errors import ApiError, unavailable
-from .model import get_model
 from .openapi import openapi_document
+from .registry import MODEL_VERSION, registry_of_app, requested_version
 from .status_body import CANCELLED_BY_RE, encode, iso, status_body
 from .store import TASK_STATES, JobStatus, StatusStore
 from .validation import (
@@ -69,23 +69,27 @@ def _celery() -> Celery:
     return celery_app
 
 
-def _parse_json() -> Measurements:
-    """The request's JSON body, validated; raises InvalidInputError for bad measurements."""
+def _parse_json() -> tuple[Measurements, object]:
+    """The request's JSON body, validated, and its model_version if any (issue 16);
+    raises InvalidInputError for bad measurements."""
     try:
         payload = decode_json(request.get_data(cache=False))
     except MalformedBodyError as exc:
         raise ApiError(400, str(exc)) from None
-    return validate_json(payload)
+    version = payload.pop(MODEL_VERSION, None) if isinstance(payload, dict) else None
+    return validate_json(payload), version
 
 
-def _parse_body() -> Measurements:
+def _parse_body() -> tuple[Measurements, object]:
     mimetype = request.mimetype
     if mimetype == "application/json" or mimetype.endswith("+json"):
         return _parse_json()
     if mimetype in _FORM_TYPES:
         # Every value of each field, so that a repeated one is refused, not
         # silently read as its first.
-        return validate_form(request.form.items(multi=True))
+        fields = [(k, v) for k, v in request.form.items(multi=True) if k != MODEL_VERSION]
+        versions = request.form.getlist(MODEL_VERSION)
+        return validate_form(fields), versions if len(versions) > 1 else next(iter(versions), None)
     raise ApiError(
         415,
         "send application/json or a form (application/x-www-form-urlencoded)",
@@ -96,28 +100,46 @@ def _parse_body() -> Measurements:
 @bp.post("/predict")
 def predict() -> Response:
     # Bad measurements raise InvalidInputError: errors.py answers it with a 400.
-    values = _parse_body().model_dump()
-    return _submit(values)
+    measurements, version = _parse_body()
+    # Issue 16: a READY version the client names (else a 400), or the default.
+    return _submit(measurements.model_dump(), model_version=requested_version(version))
 
 
-def _submit(values: dict[str, float], retry_of: str | None = None) -> Response:
+def _submit(
+    values: dict[str, float], retry_of: str | None = None, model_version: str | None = None
+) -> Response:
     """Record a new job, publish it, and answer 202 (or 503): a submit and a retry alike."""
     task_id = str(uuid.uuid4())
     store = _store()
+    requested_version = model_version  # part of the body an Idempotency-Key repeat must match
+    try:
+        # Chosen now: a job queued before a promotion keeps the version it was submitted with.
+        model_version = model_version or registry_of_app().default_version()
+    except SQLAlchemyError:
+        log.exception("could not read the default model")
+        return unavailable("the result backend is unavailable; try again later")
+    # Recorded with the measurements, so that a retry predicts with the same model.
+    inputs = {**values, MODEL_VERSION: model_version}
     # Issue 14 part B: Idempotency-Key (idempotency.py), on submits only. None without it.
     key = idempotency.key_of(request.headers) if retry_of is None else None
     if key is None:
         # Recorded and confirmed together with the submits that arrive with it.
         try:
             _committer().submit(
-                group_commit.Job(task_id, values, retry_of, logs.current().request_id)
+                group_commit.Job(
+                    task_id, values, retry_of, logs.current().request_id, model_version
+                )
             )
         except group_commit.RefusedError as exc:
             return unavailable(str(exc))
-        return _accepted(task_id)
+        return _accepted(task_id, model_version)
     try:
         # Part B: the key's row joins the PENDING transaction, or a repeat is answered.
-        if (answer := idempotency.claim(store, key, task_id, values)) is not None:
+        if (
+            answer := idempotency.claim(
+                store, key, task_id, inputs, idempotency.body_sha256(values, requested_version)
+            )
+        ) is not None:
             return answer
     except SQLAlchemyError:
         log.exception("could not record job %s", task_id)
@@ -128,9 +150,10 @@ def _submit(values: dict[str, float], retry_of: str | None = None) -> Response:
         _celery().send_task(
             PREDICT_TASK,
             args=[values],
+            kwargs={MODEL_VERSION: model_version},
             task_id=task_id,
             argsrepr=repr([values]),
-            kwargsrepr="{}",
+            kwargsrepr=repr({MODEL_VERSION: model_version}),
             # The worker logs its lines of this job with the request's id (logs.py).
             headers={logs.TASK_HEADER: logs.current().request_id},
         )
@@ -143,10 +166,10 @@ def _submit(values: dict[str, float], retry_of: str | None = None) -> Response:
         return unavailable(group_commit.QUEUE_FULL if nacked else group_commit.BROKER_DOWN)
     # Part B: repeats of the key may answer this job from now on.
     idempotency.published(store, key, task_id)
-    return _accepted(task_id)
+    return _accepted(task_id, model_version)
 
 
-def _accepted(task_id: str) -> Response:
+def _accepted(task_id: str, model_version: str) -> Response:
     """The 202 of a job recorded and confirmed by the broker."""
     log.info("job queued", extra={"task_id": task_id})
 
@@ -157,6 +180,7 @@ def _accepted(task_id: str) -> Response:
         state="PENDING",
         status_url=status_url,
         report_url=reports.url(task_id),
+        model_version=model_version,
     )
     response.status_code = 202
     response.headers["Location"] = status_url
@@ -213,8 +237,11 @@ def _probability_png(job: JobStatus) -> Response:
     probabilities, label = stored.get("probabilities"), stored.get("label")
     if not isinstance(probabilities, dict) or not isinstance(label, str):
         raise ApiError(404, "this task has no probabilities to draw", task_id=job.task_id)
+    version = stored.get("model_version")
     png = probability_png.probability_png(
-        {str(k): float(v) for k, v in probabilities.items()}, label
+        {str(k): float(v) for k, v in probabilities.items()},
+        label,
+        version if isinstance(version, str) else None,
     )
     response = Response(png, mimetype="image/png")
     response.headers["Content-Disposition"] = (
@@ -336,7 +363,8 @@ def cancel(task_id: str) -> Response:
 
 @bp.post("/tasks/<task_id>/retry")
 def retry(task_id: str) -> Response:
-    """Submit a failed or cancelled job's measurements again, as a new job naming it."""
+    """Submit a failed or cancelled job's measurements again, as a new job naming it,
+    with the job's model version (jobs recorded before versions: the default)."""
     job = _lookup(task_id)
     if job.state not in _RETRYABLE:
         raise ApiError(
@@ -345,15 +373,16 @@ def retry(task_id: str) -> Response:
             state=job.state,
             status_url=url_for("api.status", task_id=job.task_id),
         )
-    inputs = _store().inputs_of(job.task_id)
+    inputs = _store().inputs_of(job.task_id) or {}
+    version = inputs.pop(MODEL_VERSION, None)
     try:
         values = Measurements.model_validate(inputs, strict=True).model_dump()
     except ValidationError:
-        # Never from a job this app recorded; say so rather than fail.
+        # Never from a prediction this app recorded; say so rather than fail.
         raise ApiError(
             409, "the task's measurements cannot be submitted again", task_id=job.task_id
         ) from None
-    answer = _submit(values, retry_of=job.task_id)
+    answer = _submit(values, retry_of=job.task_id, model_version=version)
     if answer.status_code == 202:
         metrics.job_retried()
     return answer
@@ -408,7 +437,8 @@ def tasks() -> Response:
 
 @bp.get("/model")
 def model_card() -> Response:
-    return jsonify(get_model(_settings().model_path).public_card())
+    # Issue 16: the default model's card (model_views.py serves every version's).
+    return jsonify(registry_of_app().default_card())
 
 
 @bp.get("/openapi.json")
@@ -421,15 +451,16 @@ def openapi() -> Response:
 _HEALTH_BROKER_TIMEOUT = 2
 
 
-def _queue_state(conn: Connection) -> tuple[int, int]:
-    """How many consumers the prediction queue has, and how many messages are ready in it.
+def _queue_state(conn: Connection, name: str | None = None) -> tuple[int, int]:
+    """How many consumers a queue (the prediction queue by default) has, and how many
+    messages are ready in it.
 
     A passive declare is one AMQP round trip and changes nothing. It counts
     ready messages only: the unacknowledged ones (jobs being worked on) are
     known only to the management API or rabbitmqctl, neither of which the web
     app may use, so the health body leaves them out rather than guess.
     """
-    name = _settings().queue_name
+    name = name or _settings().queue_name
     try:
         # kombu's channels are not annotated.
         declared = conn.default_channel.queue_declare(  # type: ignore[no-untyped-call]
@@ -443,12 +474,13 @@ def _queue_state(conn: Connection) -> tuple[int, int]:
     return int(consumers), int(ready)
 
 
-def _broker_queue_state() -> tuple[int, int]:
-    """The prediction queue's consumers and ready messages, asked of the broker now."""
+def _broker_queue_state(name: str | None = None) -> tuple[int, int]:
+    """A queue's consumers and ready messages (the prediction queue's by default), asked
+    of the broker now."""
     timeouts = {"read_timeout": _HEALTH_BROKER_TIMEOUT, "write_timeout": _HEALTH_BROKER_TIMEOUT}
     with _celery().connection_for_write(transport_options=timeouts) as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, timeout=_HEALTH_BROKER_TIMEOUT)
-        return _queue_state(conn)
+        return _queue_state(conn, name)
 
 
 @bp.get("/health")

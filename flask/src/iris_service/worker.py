@@ -21,14 +21,16 @@ from celery.signals import (
     worker_process_init,
 )
 
-from . import create_app, logs, metrics, report, tasks
-from .model import get_model
+from . import batch_jobs, create_app, logs, metrics, report, tasks, training_jobs
 from .retention import retention_step
 
 flask_app = create_app()
 settings = flask_app.extensions["iris_settings"]
 celery_app = flask_app.extensions["celery"]
+registry = flask_app.extensions["iris_registry"]
 tasks.register(celery_app, settings)
+training_jobs.register(celery_app, settings)
+batch_jobs.register(celery_app, settings)
 celery_app.steps["worker"].add(retention_step(settings, flask_app.extensions["iris_store"]))
 
 
@@ -37,13 +39,13 @@ def _prepare_report(**_: object) -> None:
     # Fonts, recorded charts and the model card page, prepared once in the worker's
     # main process before its pool forks: every pool process inherits them, so no
     # job pays for them (and `celery inspect`, which imports this module, does not).
-    report.warm_up(get_model(settings.model_path).card)
+    report.warm_up(registry.load(registry.default_version()).card)
 
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]
 def _load_model(**_: object) -> None:
-    # Load the model in each pool process as it starts, not on its first job.
-    get_model(settings.model_path)
+    # Load the default model in each pool process as it starts, not on its first job.
+    registry.load(registry.default_version())
     # A new pool process may replace one that was killed mid-job.
     metrics.forget_dead_processes()
 

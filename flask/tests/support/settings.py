@@ -39,6 +39,7 @@ def make_settings(
         "database_url": f"sqlite:///{tmp / 'results.sqlite'}",
         "reports_dir": tmp / "reports",
         "model_path": tmp / "model" / "iris_model.json",
+        "models_dir": tmp / "models",
         "broker_connect_timeout": 0.5,
     }
     values.update(overrides)

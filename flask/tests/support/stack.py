@@ -86,6 +86,7 @@ class Stack(localstack.LocalStack, ThroughNginx):
             database_url=self.database_url,
             reports_dir=self.reports_dir,
             model_path=self.var_dir / "model" / "iris_model.json",
+            models_dir=self.var_dir / "models",
         )
 
     def script(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -66,7 +66,9 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 
 
 def job(sepal_length: float = SETOSA["sepal_length"]) -> Job:
-    return Job(str(uuid.uuid4()), {**SETOSA, "sepal_length": sepal_length}, None, "rid")
+    return Job(
+        str(uuid.uuid4()), {**SETOSA, "sepal_length": sepal_length}, None, "rid", "0123456789abcdef"
+    )
 
 
 def hold_a_batch(
@@ -106,7 +108,7 @@ def test_submits_that_arrive_together_share_one_batch(
     for j in [first, *waiting]:
         recorded = store.get(j.task_id)
         assert recorded is not None and recorded.state == "PENDING"
-        assert store.inputs_of(j.task_id) == j.values
+        assert store.inputs_of(j.task_id) == j.inputs()
 
 
 def test_a_refused_message_is_a_refusal_and_leaves_no_job(

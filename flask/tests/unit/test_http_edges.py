@@ -17,20 +17,25 @@ from iris_service.validation import InvalidInputError
 from support.settings import make_settings
 from support.stack import ROOT
 
-_ARGUMENTS = {"task_id": "00000000-0000-4000-8000-000000000000", "filename": "x.pdf"}
+_ARGUMENTS = {
+    "task_id": "00000000-0000-4000-8000-000000000000",
+    "filename": "x.pdf",
+    "version": "0123456789abcdef",
+}
 
 
 def _api_rules(app: Flask) -> list[tuple[str, set[str]]]:
-    """Every /flask route with its arguments filled in, and the methods it serves."""
-    found = []
+    """Every /flask route with its arguments filled in, and the methods it serves
+    (a path with a rule per method, as /flask/models, counted once)."""
+    found: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/flask"):
             continue
         path = rule.rule
         for name in rule.arguments:
             path = path.replace(f"<{name}>", _ARGUMENTS[name])
-        found.append((path, set(rule.methods or ())))
-    return found
+        found.setdefault(path, set()).update(rule.methods or ())
+    return list(found.items())
 
 
 def test_options_answers_204_with_allow_on_every_route(app: Flask, client: FlaskClient) -> None:

@@ -33,6 +33,7 @@ from iris_service.store import (
     utcnow,
 )
 
+from support.models import register_forest, registry_of
 from support.samples import SETOSA, VIRGINICA
 from support.settings import make_settings
 
@@ -146,6 +147,26 @@ def test_the_same_key_with_other_measurements_is_a_422(
     assert body["header"] == "Idempotency-Key"
     assert body["idempotency_key"] == KEY
     assert task_id not in json.dumps(body)
+    assert published == [task_id]
+    assert count(app, JOBS) == 1
+
+
+def test_the_same_key_with_another_model_version_is_a_422(
+    app: Flask, client: FlaskClient, published: list[str]
+) -> None:
+    """model_version is part of the body (issue 16): a repeat must not answer a job that
+    predicts with another model than the one it names."""
+    default = registry_of(app).default_version()
+    forest = register_forest(app)
+    task_id = submit(client, {**SETOSA, "model_version": default}).get_json()["task_id"]
+    for other in ({**SETOSA, "model_version": forest}, SETOSA):
+        answer = submit(client, other)
+        assert answer.status_code == 422, other
+        assert answer.get_json()["idempotency_key"] == KEY
+    # The same body again, as a form this time, is the repeat.
+    form = {name: str(value) for name, value in SETOSA.items()} | {"model_version": default}
+    again = client.post("/flask/predict", data=form, headers={"Idempotency-Key": KEY})
+    assert again.status_code == 200 and again.get_json()["task_id"] == task_id
     assert published == [task_id]
     assert count(app, JOBS) == 1
 

@@ -14,7 +14,6 @@ import sqlite3
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,8 +27,10 @@ from iris_service.openapi import openapi_document
 from iris_service.status_body import encode, status_body
 from iris_service.store import JOBS, TASKMETA, StatusStore, init_schema
 
+from support.models import register_forest, registry_of
 from support.samples import SETOSA, VIRGINICA
 from support.settings import make_settings
+from support.tasks import FakeTask
 
 
 def store_of(app: Flask) -> StatusStore:
@@ -226,13 +227,6 @@ def test_a_redelivered_cancelled_job_stays_revoked(app: Flask) -> None:
 # ---------------------------------------------------------------- the task's safe points
 
 
-class FakeTask:
-    """What tasks.predict uses of a bound Celery task."""
-
-    def __init__(self, task_id: str) -> None:
-        self.request = SimpleNamespace(id=task_id)
-
-
 def run_task(app: Flask, task: FakeTask) -> dict[str, Any]:
     with app.app_context():
         return tasks.predict(task, dict(VIRGINICA))  # type: ignore[arg-type]
@@ -244,7 +238,7 @@ def pdf_of(app: Flask, task_id: str) -> Path:
 
 def test_task_succeeds_when_not_cancelled(app: Flask) -> None:
     task_id = pending(app, VIRGINICA)
-    result = run_task(app, FakeTask(task_id))
+    result = run_task(app, FakeTask(app, task_id))
     assert result["label"] == "virginica"
     assert pdf_of(app, task_id).is_file()
 
@@ -254,7 +248,7 @@ def test_task_does_not_run_a_cancelled_job(app: Flask, monkeypatch: pytest.Monke
     store_of(app).cancel(task_id, "me")
     monkeypatch.setattr(tasks, "write_report", lambda *_: pytest.fail("it ran"))
     with pytest.raises(Ignore):
-        run_task(app, FakeTask(task_id))
+        run_task(app, FakeTask(app, task_id))
     assert not pdf_of(app, task_id).exists()
     job = store_of(app).get(task_id)
     assert job is not None and job.state == "REVOKED"
@@ -272,7 +266,7 @@ def test_task_leaves_no_pdf_when_cancelled_before_its_report(
 
     monkeypatch.setattr(tasks, "write_report", get_cancelled_then_write)
     with pytest.raises(Ignore):
-        run_task(app, FakeTask(task_id))
+        run_task(app, FakeTask(app, task_id))
     assert not pdf_of(app, task_id).exists()
     job = store_of(app).get(task_id)
     assert job is not None and job.state == "REVOKED"
@@ -292,7 +286,7 @@ def test_task_removes_its_pdf_when_cancelled_while_writing_it(
 
     monkeypatch.setattr(tasks, "write_report", write_then_get_cancelled)
     with pytest.raises(Ignore):
-        run_task(app, FakeTask(task_id))
+        run_task(app, FakeTask(app, task_id))
     assert not pdf_of(app, task_id).exists()
 
 
@@ -326,16 +320,41 @@ def test_retry_submits_the_same_measurements_as_a_new_job(
     assert body["state"] == "PENDING"
     assert r.headers["Location"] == body["status_url"] == f"/flask/status/{new_id}"
     assert body["report_url"] == f"/flask/result/{new_id}.pdf"
-    # The request's id travels in the message headers (logs.py), checked elsewhere.
     # The request's id travels with the job (logs.py), checked elsewhere.
-    assert [(job.task_id, job.values, job.retry_of) for job in published] == [
-        (new_id, VIRGINICA, original)
+    # A job recorded without a model version (before issue 16) is retried with the default.
+    version = {"model_version": registry_of(app).default_version()}
+    assert [(job.task_id, job.values, job.retry_of, job.model_version) for job in published] == [
+        (new_id, VIRGINICA, original, version["model_version"])
     ]
     status = client.get(f"/flask/status/{new_id}").get_json()
     assert status["retry_of"] == original and status["state"] == "PENDING"
-    assert store_of(app).inputs_of(new_id) == VIRGINICA
+    assert store_of(app).inputs_of(new_id) == VIRGINICA | version
     # The original is untouched.
     assert client.get(f"/flask/status/{original}").get_json()["state"] == retryable
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["default-at-submit", "named"])
+def test_retry_predicts_with_the_original_jobs_model(
+    app: Flask, client: FlaskClient, published: list[group_commit.Job], named: bool
+) -> None:
+    """Not with the default of the time of the retry (issue 16): a retry is the same job."""
+    registry = registry_of(app)
+    first_default, forest = registry.default_version(), register_forest(app)
+    original_version = forest if named else first_default
+    body = VIRGINICA | ({"model_version": forest} if named else {})
+    original = client.post("/flask/predict", json=body).get_json()["task_id"]
+    # Another model becomes the default before the retry.
+    registry.promote(first_default if named else forest)
+    assert registry.default_version() != original_version
+    set_state(app, original, "FAILURE")
+
+    r = client.post(f"/flask/tasks/{original}/retry")
+    assert r.status_code == 202, r.get_data(as_text=True)
+    assert r.get_json()["model_version"] == original_version
+    assert [job.model_version for job in published] == [original_version] * 2
+    assert store_of(app).inputs_of(r.get_json()["task_id"]) == VIRGINICA | {
+        "model_version": original_version
+    }
 
 
 @pytest.mark.parametrize("state", ["PENDING", "STARTED", "PROGRESS", "SUCCESS"])
