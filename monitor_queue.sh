@@ -53,7 +53,9 @@ while ((count == 0 || round < count)); do
   if stats="$(trap '' INT; queue_stats "$mode" 2>&1)"; then
     while IFS=$'\t' read -r name ready unacked consumers; do
       [[ -n "$name" ]] || continue
-      if ((!all)) && [[ "$name" == *.pidbox || "$name" == celeryev.* || "$name" == celery@*.reply.* ]]; then
+      # Celery's control and event queues, and each waiter's private queue of job ends.
+      if ((!all)) && [[ "$name" == *.pidbox || "$name" == celeryev.* || "$name" == celery@*.reply.* \
+        || "$name" == iris.job-ends.* ]]; then
         continue
       fi
       depth=$((ready + unacked))

@@ -15,7 +15,9 @@
   const POLL_MAX_MS = 2000;
   const POLL_FACTOR = 1.5;
   // Each status read waits up to this long for the job to end (?wait=, at most 30).
-  const WAIT_SECONDS = 20;
+  // Only a job's end is announced, so a short wait also shows a running job's
+  // stage within 2 s (and its Cancel button), while the end still shows at once.
+  const WAIT_SECONDS = 2;
   // Give up (with a message) after three minutes; tests shorten it before the page loads.
   const POLL_TIMEOUT_MS = Number(window.IRIS_POLL_TIMEOUT_MS) || 180000;
   const SUBMIT_RETRIES = 5; // automatic resubmits after a 503

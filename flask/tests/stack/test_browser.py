@@ -336,7 +336,7 @@ def test_the_page_waits_for_the_end_instead_of_polling(page: Page) -> None:
     )
     run_example(page, "versicolor")
     assert asked, "the page never read the status"
-    assert all("?wait=20" in url for url in asked), asked
+    assert all("?wait=2" in url for url in asked), asked
 
 
 def test_a_refused_wait_falls_back_to_polling(page: Page) -> None:
