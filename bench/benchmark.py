@@ -515,11 +515,13 @@ async def benchmark(args: argparse.Namespace, stack: Stack) -> list[dict[str, An
             await phase("inline", bench.inline_job, clients)
         if "status" in wanted and bench.finished_ids:
             await phase("status", bench.status_read, clients)
+    # Before the submit phases: they leave a backlog the worker drains for a
+    # while, and a waited-for job would queue behind it.
+    if "wait" in wanted:
+        await phase("wait", bench.wait_job, 1)
     if "submit" in wanted and not args.no_submit:
         for clients in args.clients:
             await phase("submit", bench.submit_only, clients)
-    if "wait" in wanted:
-        await phase("wait", bench.wait_job, 1)
     return results
 
 
