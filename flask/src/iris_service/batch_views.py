@@ -13,42 +13,33 @@ import hashlib
 import logging
 import uuid
 
-from amqp.exceptions import MessageNacked
-from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
-from kombu.exceptions import OperationalError as BrokerError
+from flask import Blueprint, Response, current_app, request, send_file, url_for
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import logs, reports
+from . import reports
 from .celery_app import BATCH_TASK
-from .config import Settings
 from .errors import ApiError, json_error, unavailable
 from .files import write_atomically
 from .registry import MODEL_VERSION, registry_of_app, requested_version
 from .store import StatusStore
 from .training_request import (
+    CSV_TYPES,
     DataError,
     data_path,
     measurements_csv,
     parse_measurements_csv,
 )
-from .views import _behind_nginx, _celery, _lookup
+from .views import _behind_nginx, _lookup, _settings, accepted, publish_recorded
 
 log = logging.getLogger(__name__)
 bp = Blueprint("batch", __name__, url_prefix="/flask")
-
-_CSV_TYPES = ("text/csv", "application/csv")
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["iris_settings"]
-    return settings
 
 
 def _request_csv() -> tuple[bytes, object]:
     """The batch's CSV bytes and its model_version (query or form field), if any."""
     mimetype = request.mimetype
-    if mimetype in _CSV_TYPES:
+    if mimetype in CSV_TYPES:
         return request.get_data(), request.args.get(MODEL_VERSION)
     if mimetype == "multipart/form-data":
         upload = request.files.get("data")
@@ -94,33 +85,15 @@ def batch() -> Response:
     except SQLAlchemyError:
         log.exception("could not record batch job %s", task_id)
         return unavailable("the result backend is unavailable; try again later")
-    try:
-        _celery().send_task(
-            BATCH_TASK,
-            kwargs={"data": sha256, MODEL_VERSION: model_version},
-            task_id=task_id,
-            headers={logs.TASK_HEADER: logs.current().request_id},
-        )
-    except (BrokerError, MessageNacked, OSError) as exc:
-        store.discard(task_id)
-        log.warning("publish of batch job %s refused: %r", task_id, exc)
-        return unavailable(
-            "the message broker is unreachable or the queue is full; try again later"
-        )
-    log.info("batch job queued (%d rows)", len(rows), extra={"task_id": task_id})
-    status_url = url_for("api.status", task_id=task_id)
-    response = jsonify(
-        task_id=task_id,
-        state="PENDING",
-        status_url=status_url,
-        report_url=reports.url(task_id),
-        csv_url=reports.csv_url(task_id),
-        rows=len(rows),
-        model_version=model_version,
+    refused = publish_recorded(
+        store, task_id, BATCH_TASK, {"data": sha256, MODEL_VERSION: model_version}
     )
-    response.status_code = 202
-    response.headers["Location"] = status_url
-    return response
+    if refused is not None:
+        return refused
+    log.info("batch job queued (%d rows)", len(rows), extra={"task_id": task_id})
+    return accepted(
+        task_id, csv_url=reports.csv_url(task_id), rows=len(rows), model_version=model_version
+    )
 
 
 @bp.get("/result/<task_id>.csv")

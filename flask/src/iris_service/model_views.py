@@ -14,14 +14,11 @@ import logging
 import uuid
 from typing import Any
 
-from amqp.exceptions import MessageNacked
 from celery import states
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
-from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import logs, reports
 from .celery_app import TRAIN_TASK
 from .config import Settings
 from .errors import ApiError, json_error, unavailable
@@ -30,6 +27,7 @@ from .status_body import iso
 from .store import StatusStore
 from .training_request import (
     BUILTIN_DATA,
+    CSV_TYPES,
     ESTIMATORS,
     DataError,
     TrainingData,
@@ -38,17 +36,10 @@ from .training_request import (
     store_upload,
     validate_spec,
 )
-from .views import _broker_queue_state, _celery
+from .views import _broker_queue_state, _celery, _settings, accepted, publish_recorded
 
 log = logging.getLogger(__name__)
 bp = Blueprint("models", __name__, url_prefix="/flask")
-
-_CSV_TYPES = ("text/csv", "application/csv")
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["iris_settings"]
-    return settings
 
 
 def _summary(row: ModelRow) -> dict[str, Any]:
@@ -133,7 +124,7 @@ def _request_spec_and_data() -> tuple[TrainingSpec, TrainingData | None]:
                 },
             )
         return spec, None
-    if mimetype in _CSV_TYPES:
+    if mimetype in CSV_TYPES:
         spec = validate_spec(
             {
                 "estimator": request.args.get("estimator"),
@@ -204,34 +195,17 @@ def train() -> Response:
     except SQLAlchemyError:
         log.exception("could not record training job %s", task_id)
         return unavailable("the result backend is unavailable; try again later")
-    try:
-        celery_app.send_task(
-            TRAIN_TASK,
-            kwargs={"spec": {"estimator": spec.estimator, "params": spec.params}, "data": source},
-            task_id=task_id,
-            queue=settings.training_queue_name,
-            headers={logs.TASK_HEADER: logs.current().request_id},
-        )
-    except (BrokerError, MessageNacked, OSError) as exc:
-        store.discard(task_id)
-        log.warning("publish of training job %s refused: %r", task_id, exc)
-        return unavailable(
-            "the message broker is unreachable or the queue is full; try again later"
-        )
-    log.info("training job queued", extra={"task_id": task_id})
-    status_url = url_for("api.status", task_id=task_id)
-    response = jsonify(
-        task_id=task_id,
-        state="PENDING",
-        status_url=status_url,
-        report_url=reports.url(task_id),
-        estimator=spec.estimator,
-        params=spec.params,
-        data=source,
+    refused = publish_recorded(
+        store,
+        task_id,
+        TRAIN_TASK,
+        {"spec": {"estimator": spec.estimator, "params": spec.params}, "data": source},
+        queue=settings.training_queue_name,
     )
-    response.status_code = 202
-    response.headers["Location"] = status_url
-    return response
+    if refused is not None:
+        return refused
+    log.info("training job queued", extra={"task_id": task_id})
+    return accepted(task_id, estimator=spec.estimator, params=spec.params, data=source)
 
 
 def estimators_document() -> dict[str, Any]:

@@ -29,6 +29,8 @@ COLUMNS: tuple[str, ...] = (*FEATURES, "species")
 # A 400 lists this many problems of the data, then says how many there were.
 MAX_REPORTED = 20
 BUILTIN_DATA = "iris"
+# The content types a CSV body may be sent as (training data, batches).
+CSV_TYPES = ("text/csv", "application/csv")
 
 
 class _Params(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import uuid
+from typing import Any
 
 from amqp.exceptions import MessageNacked
 from celery import Celery
@@ -174,17 +175,46 @@ def _accepted(task_id: str, model_version: str) -> Response:
     log.info("job queued", extra={"task_id": task_id})
 
     metrics.job_submitted()
+    return accepted(task_id, model_version=model_version)
+
+
+def accepted(task_id: str, **extra: Any) -> Response:
+    """A 202 for a queued job of any kind, with a Location header to its status."""
     status_url = url_for("api.status", task_id=task_id)
     response = jsonify(
         task_id=task_id,
         state="PENDING",
         status_url=status_url,
         report_url=reports.url(task_id),
-        model_version=model_version,
+        **extra,
     )
     response.status_code = 202
     response.headers["Location"] = status_url
     return response
+
+
+def publish_recorded(
+    store: StatusStore, task_id: str, name: str, kwargs: dict[str, Any], queue: str | None = None
+) -> Response | None:
+    """Publish a recorded training or batch job's message (confirmed by the broker); if
+    it is refused, discard the job's row and answer 503. None once it is queued."""
+    # No queue: the task's route (a queue=None would override it).
+    routing = {} if queue is None else {"queue": queue}
+    try:
+        _celery().send_task(
+            name,
+            kwargs=kwargs,
+            task_id=task_id,
+            headers={logs.TASK_HEADER: logs.current().request_id},
+            **routing,
+        )
+    except group_commit.BROKER_ERRORS as exc:
+        store.discard(task_id)
+        log.warning("publish of %s job %s refused: %r", name, task_id, exc)
+        return unavailable(
+            "the message broker is unreachable or the queue is full; try again later"
+        )
+    return None
 
 
 def _lookup(task_id: str) -> JobStatus:
