@@ -26,6 +26,7 @@ import hmac
 import ipaddress
 import os
 import re
+import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -275,13 +276,23 @@ class _Snapshot:
         return iter(self._families)
 
 
+_READ_TRIES = 3
+
+
 def _recorded() -> Iterable[Metric]:
     if MULTIPROC_DIR is None:
         return REGISTRY.collect()
     # A collector not registered anywhere: it merges the files when asked.
     collector = MultiProcessCollector(None, path=MULTIPROC_DIR)  # type: ignore[no-untyped-call]
-    families: Iterable[Metric] = collector.collect()  # type: ignore[no-untyped-call]
-    return families
+    # prometheus-client reads the processes' files without a lock: a file being
+    # created (its first sample half written) or removed (a process that exited)
+    # as it is read fails that read with a 500; the next read sees it whole.
+    for _ in range(_READ_TRIES - 1):
+        try:
+            return list(collector.collect())  # type: ignore[no-untyped-call]
+        except (OSError, ValueError, struct.error):
+            time.sleep(0.01)
+    return list(collector.collect())  # type: ignore[no-untyped-call]
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
